@@ -1,0 +1,22 @@
+"""batchfeed: how a PyTorch training loop is fed with data, specified and measured."""
+
+from .datasets import PairDataset, make_seed_data
+from .experiments import Comparison, compare, order_pattern_experiment, sort_by_label
+from .training import DivergenceError, History, evaluate, make_model, train_full_batch, train_minibatch
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Comparison",
+    "DivergenceError",
+    "History",
+    "PairDataset",
+    "compare",
+    "evaluate",
+    "make_model",
+    "make_seed_data",
+    "order_pattern_experiment",
+    "sort_by_label",
+    "train_full_batch",
+    "train_minibatch",
+]
