@@ -13,30 +13,37 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, TensorDataset
 
 
-class IndexedDataset(Dataset):
-    """Sample ``i`` is ``(x_i, i)`` with ``x_i[j] = i * F + j``: every sample names itself.
+def indexed_tensors(n: int, features: int = 3, dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(X, y)`` where sample ``i`` is ``(x_i, i)`` with ``x_i[j] = i * F + j``."""
+    X = torch.arange(n * features, dtype=torch.float64).reshape(n, features).to(dtype)
+    return X, torch.arange(n, dtype=torch.int64)
+
+
+class IndexedDataset(TensorDataset):
+    """A ``TensorDataset`` in which every sample names itself: ``(x_i, i)``, ``x_i[j] = i * F + j``.
 
     From any batch the indices are the labels, and ``x[:, 0] == y * F`` checks that features
-    and labels stayed aligned.
+    and labels stayed aligned. Being a plain TensorDataset, tensor-only loaders can serve it.
     """
 
     def __init__(self, n: int, features: int = 3, dtype: torch.dtype = torch.float32) -> None:
+        super().__init__(*indexed_tensors(n, features, dtype))
         self.n, self.features = n, features
-        self.X = (torch.arange(n * features, dtype=torch.float64).reshape(n, features)).to(dtype)
-        self.y = torch.arange(n, dtype=torch.int64)
+        self.X, self.y = self.tensors
+
+
+class DictDataset(Dataset):
+    """Samples are dicts ``{"x": x_i, "y": i}`` with :class:`IndexedDataset`'s values."""
+
+    def __init__(self, n: int, features: int = 3) -> None:
+        self.n, self.features = n, features
+        self.X, self.y = indexed_tensors(n, features)
 
     def __len__(self) -> int:
         return self.n
-
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.X[i], self.y[i]
-
-
-class DictDataset(IndexedDataset):
-    """:class:`IndexedDataset` whose samples are dicts ``{"x": ..., "y": ...}``."""
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
         return {"x": self.X[i], "y": self.y[i]}

@@ -153,8 +153,8 @@ class LoaderFactory:
     """Builds loaders under test; a keyword the loader cannot take skips the test.
 
     A keyword missing from the loader's signature, or a ``TypeError`` at construction that
-    names the keyword (how batchfeed's own loaders refuse an option they cannot honour),
-    skips with that reason. Anything else propagates: a ``ValueError`` for bad values is
+    names the keyword or the dataset (how batchfeed's own loaders refuse an option or a
+    dataset they cannot serve), skips with that reason. Anything else propagates: a ``ValueError`` for bad values is
     part of the specification.
     """
 
@@ -174,6 +174,8 @@ class LoaderFactory:
             named = [k for k in kwargs if k in str(exc)]
             if named:
                 pytest.skip(f"{self.spec} cannot honour {', '.join(f'{k}={kwargs[k]!r}' for k in named)}: {exc}")
+            if "dataset" in str(exc):
+                pytest.skip(f"{self.spec} cannot serve {type(dataset).__name__}: {exc}")
             raise
 
 
