@@ -186,7 +186,7 @@ def loader_factory(pytestconfig: pytest.Config) -> LoaderFactory:
     return LoaderFactory(spec, factory)
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def make_loader(loader_factory: LoaderFactory) -> LoaderFactory:
     """``make_loader(dataset, **DataLoader_keywords)`` builds the loader under test."""
     return loader_factory

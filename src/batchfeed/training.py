@@ -177,7 +177,7 @@ def _run(
                 loss = loss_fn(model(xb), yb)
                 if not torch.isfinite(loss):
                     raise DivergenceError(
-                        f"{method} training diverged: loss={float(loss)} at epoch {epoch}, step {step} (lr={lr})"
+                        f"{method} training diverged: loss={float(loss.detach())} at epoch {epoch}, step {step} (lr={lr})"
                     )
                 optimizer.zero_grad()
                 loss.backward()
