@@ -1,0 +1,176 @@
+"""Features and labels in two ``.npy`` files, read one sample (or one batch) at a time."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ._common import NpyHeader, SourceDataset, SourceError, check_index, read_npy_header
+
+__all__ = ["NpyDataset", "write_npy_dataset"]
+
+#: dtype kinds torch can hold: bool, signed/unsigned integers, floats, complex.
+_NUMERIC_KINDS = "biufc"
+
+
+def _check_array_header(h: NpyHeader, what: str) -> None:
+    if len(h.shape) == 0:
+        raise SourceError(f"{what} {str(h.path)!r} holds a 0-d array; expected shape (n, ...) with one row per sample")
+    if h.dtype.kind not in _NUMERIC_KINDS or h.dtype.fields is not None:
+        raise SourceError(f"{what} {str(h.path)!r} has dtype {h.dtype}; expected a numeric dtype (bool, int, float)")
+    if any(s == 0 for s in h.shape[1:]):
+        raise SourceError(f"{what} {str(h.path)!r} has shape {h.shape}: each sample is empty")
+
+
+class NpyDataset(SourceDataset):
+    """``(features[i], labels[i])`` from two ``.npy`` files, never loading either whole.
+
+    Args:
+        features: path of an ``(n, ...)`` numeric ``.npy`` array.
+        labels: path of an ``(n, ...)`` numeric ``.npy`` array (``(n,)`` int64 for classes).
+        mmap: True (default) reads through numpy memory maps (``np.load(mmap_mode="r")``);
+            False reads each row with ``os.preadv`` into a fresh buffer, so no page of the
+            file is ever mapped into the process (see docs/datasets.md, "Memory, measured").
+        transform, target_transform, seed: see :class:`~batchfeed.sources.SourceDataset`.
+
+    Samples come back as tensors of the stored dtype, copied out of the file (writable;
+    transforms never see the file's pages). The files are opened lazily, once per process,
+    and never pickled: the dataset can be sent to DataLoader worker processes.
+
+    Raises:
+        FileNotFoundError: a file is missing (named).
+        SourceError (a ValueError): a file is not ``.npy``, truncated, 0-d, of a non-numeric
+            dtype, or Fortran-ordered with ``mmap=False``.
+        ValueError: the two files hold different numbers of samples, or none.
+    """
+
+    def __init__(
+        self,
+        features: str | os.PathLike,
+        labels: str | os.PathLike,
+        *,
+        mmap: bool = True,
+        transform: Callable | None = None,
+        target_transform: Callable | None = None,
+        seed: int = 0,
+    ) -> None:
+        super().__init__(transform, target_transform, seed)
+        hx = read_npy_header(features, "features file")
+        hy = read_npy_header(labels, "labels file")
+        _check_array_header(hx, "features file")
+        _check_array_header(hy, "labels file")
+        if hx.shape[0] != hy.shape[0]:
+            raise ValueError(
+                f"features file {str(hx.path)!r} has {hx.shape[0]} samples but labels file "
+                f"{str(hy.path)!r} has {hy.shape[0]}; they must match"
+            )
+        if hx.shape[0] == 0:
+            raise ValueError(f"features file {str(hx.path)!r} holds no samples (shape {hx.shape}); a dataset needs at least one")
+        if not mmap:
+            for h, what in ((hx, "features file"), (hy, "labels file")):
+                if h.fortran_order and len(h.shape) > 1:
+                    raise SourceError(f"{what} {str(h.path)!r} is Fortran-ordered; mmap=False reads C-ordered rows only")
+        self.features_path: Path = hx.path
+        self.labels_path: Path = hy.path
+        self.mmap = bool(mmap)
+        self._headers = (hx, hy)
+        self._n = hx.shape[0]
+        self._open: tuple[Any, Any] | None = None  # memmaps or file descriptors, per process
+
+    # -- lazy, per-process file access --------------------------------------------------
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state["_open"] = None  # each process opens its own maps / descriptors
+        return state
+
+    def __del__(self) -> None:
+        opened = self.__dict__.get("_open")
+        if opened is not None and not self.__dict__.get("mmap", True):
+            for fd in opened:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+
+    def _files(self) -> tuple[Any, Any]:
+        if self._open is None:
+            if self.mmap:
+                self._open = tuple(np.load(h.path, mmap_mode="r") for h in self._headers)
+            else:
+                self._open = tuple(os.open(h.path, os.O_RDONLY) for h in self._headers)
+        return self._open
+
+    def _pread_rows(self, which: int, rows: Sequence[int]) -> np.ndarray:
+        h, fd = self._headers[which], self._files()[which]
+        out = np.empty((len(rows), *h.shape[1:]), dtype=h.dtype)
+        flat = out.reshape(len(rows), -1).view(np.uint8)
+        size = h.row_bytes  # > 0: empty samples are refused in the constructor
+        for j, i in enumerate(rows):
+            got = os.preadv(fd, [flat[j]], h.offset + int(i) * size)
+            if got != size:
+                raise SourceError(f"{str(h.path)!r}: row {i} short read ({got} of {size} bytes); was the file truncated?")
+        return out
+
+    def _rows(self, which: int, rows: Sequence[int]) -> np.ndarray:
+        if self.mmap:
+            return np.array(self._files()[which][np.asarray(rows, dtype=np.int64)])
+        return self._pread_rows(which, rows)
+
+    # -- Dataset protocol -------------------------------------------------------------
+    def __len__(self) -> int:
+        return self._n
+
+    def _read(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return torch.from_numpy(self._rows(0, [i]))[0], torch.from_numpy(self._rows(1, [i]))[0]
+
+    def __getitems__(self, indices: Sequence[int]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """A whole batch with one read per file (memmap) or one ``preadv`` per row; torch's fetcher calls this."""
+        rows = [check_index(type(self).__name__, i, self._n) for i in indices]
+        if not rows:
+            return []
+        xs = torch.from_numpy(self._rows(0, rows)).unbind(0)
+        ys = torch.from_numpy(self._rows(1, rows)).unbind(0)
+        return [self._finish(i, x, y) for i, x, y in zip(rows, xs, ys)]
+
+    def __repr__(self) -> str:
+        hx, hy = self._headers
+        return (f"NpyDataset(n={self._n}, features={str(hx.path)!r} {hx.shape[1:]} {hx.dtype}, "
+                f"labels={str(hy.path)!r} {hy.shape[1:]} {hy.dtype}, mmap={self.mmap})")
+
+
+def write_npy_dataset(
+    directory: str | os.PathLike,
+    n: int,
+    features: int = 3,
+    *,
+    seed: int = 0,
+    chunk_rows: int = 65536,
+) -> tuple[Path, Path]:
+    """Write the tutorial's data (``X ~ N(0, 1)`` float32, ``y = (X.sum(1) > 0)`` int64) as
+    ``X.npy`` and ``y.npy`` in ``directory``, ``chunk_rows`` rows at a time.
+
+    Memory stays O(chunk_rows * features) whatever ``n``: this is how the memory spec
+    makes data larger than a budget. Deterministic by ``seed`` (its own numpy Generator).
+    Returns the two paths.
+    """
+    for name, v in (("n", n), ("features", features), ("chunk_rows", chunk_rows)):
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise ValueError(f"{name} must be a positive integer, got {v!r}")
+    d = Path(directory)
+    d.mkdir(parents=True, exist_ok=True)
+    px, py = d / "X.npy", d / "y.npy"
+    rng = np.random.default_rng(seed)
+    with open(px, "wb") as fx, open(py, "wb") as fy:
+        np.lib.format.write_array_header_1_0(fx, {"descr": "<f4", "fortran_order": False, "shape": (n, features)})
+        np.lib.format.write_array_header_1_0(fy, {"descr": "<i8", "fortran_order": False, "shape": (n,)})
+        for start in range(0, n, chunk_rows):
+            rows = min(chunk_rows, n - start)
+            block = rng.standard_normal((rows, features), dtype=np.float32)
+            fx.write(block.tobytes())
+            fy.write((block.sum(axis=1) > 0).astype("<i8").tobytes())
+    return px, py
