@@ -7,7 +7,7 @@ import os
 
 from hypothesis import Phase, settings
 
-pytest_plugins = ["batchfeed.pytest_plugin"]
+pytest_plugins = ["batchfeed.pytest_plugin", "pytester"]
 
 settings.register_profile("ci", derandomize=True, deadline=None, database=None, print_blob=True, max_examples=60)
 settings.register_profile("dev", deadline=None, max_examples=40)

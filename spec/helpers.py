@@ -7,7 +7,6 @@ They are tested themselves in spec/meta/test_helpers.py.
 
 from __future__ import annotations
 
-import math
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -119,19 +118,20 @@ def _short(seq: Sequence[int]) -> str:
     return str(seq) if len(seq) <= 8 else f"[{seq[0]}, {seq[1]}, ..., {seq[-2]}, {seq[-1]}] (len {len(seq)})"
 
 
+def chi2_sf(x: float, df: int) -> float:
+    """P(X > x) for X ~ chi-square(df): the regularised upper incomplete gamma Q(df/2, x/2)."""
+    return float(torch.special.gammaincc(torch.tensor(df / 2, dtype=torch.float64), torch.tensor(x / 2, dtype=torch.float64)))
+
+
 def chi2_threshold(df: int, alpha: float) -> float:
-    """Upper ``alpha`` quantile of the chi-square distribution with ``df`` degrees of freedom.
-
-    Wilson-Hilferty approximation (relative error below 1% for df >= 10), with the normal
-    quantile from the inverse error function; no scipy needed.
-    """
-    z = math.sqrt(2.0) * _erfinv(1.0 - 2.0 * alpha)
-    c = 2.0 / (9.0 * df)
-    return df * (1.0 - c + z * math.sqrt(c)) ** 3
-
-
-def _erfinv(y: float) -> float:
-    return float(torch.special.erfinv(torch.tensor(y, dtype=torch.float64)))
+    """Upper ``alpha`` quantile of chi-square(df), by bisection on :func:`chi2_sf` (no scipy needed)."""
+    lo, hi = 0.0, float(df)
+    while chi2_sf(hi, df) > alpha:
+        hi *= 2
+    for _ in range(200):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if chi2_sf(mid, df) > alpha else (lo, mid)
+    return (lo + hi) / 2
 
 
 def chi2_statistic(counts: torch.Tensor) -> float:

@@ -63,7 +63,7 @@ def test_shuffling_is_uniform_chi_square(make_loader):
     Counts of (sample, position) over E epochs of n=8 samples form an 8x8 table whose
     expected cells are E/n = 250. Under uniform shuffling Pearson's statistic follows a
     chi-square law with (n-1)^2 = 49 degrees of freedom; the threshold is its 1 - 1e-6
-    quantile (about 109), so a correct loader fails with probability 1e-6 per seed, and the
+    quantile (about 111), so a correct loader fails with probability 1e-6 per seed, and the
     seed is fixed, so the test is deterministic.
     """
     n, epochs = 8, 2000

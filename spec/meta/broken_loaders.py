@@ -1,0 +1,113 @@
+"""Deliberately broken DataLoader-compatible loaders, each named by what it breaks.
+
+The meta tests run the loader-facing spec against each and check that the spec catches
+it. Every one is torch's DataLoader with exactly one defect.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import torch
+from torch.utils.data import DataLoader, RandomSampler, Sampler
+from torch.utils.data._utils.collate import default_collate
+
+__all__ = [
+    "drops_partial_last_batch",
+    "same_order_every_epoch",
+    "ignores_generator",
+    "samples_with_replacement",
+    "misaligns_labels",
+    "shuffles_within_blocks",
+]
+
+
+def drops_partial_last_batch(dataset, **kw):
+    """Always drops the last, partial batch, as if drop_last=True were the default."""
+    if kw.get("batch_sampler") is None and kw.get("batch_size", 1) is not None:
+        kw["drop_last"] = True
+    return DataLoader(dataset, **kw)
+
+
+class _Fresh:
+    """Builds a new DataLoader at every epoch from keyword arguments a subclass adjusts."""
+
+    def __init__(self, dataset, **kw) -> None:
+        self.dataset, self.kw = dataset, kw
+        self._len = len(DataLoader(dataset, **kw))
+
+    def __len__(self) -> int:
+        return self._len
+
+    def epoch_kwargs(self) -> dict:
+        return dict(self.kw)
+
+    def __iter__(self):
+        return iter(DataLoader(self.dataset, **self.epoch_kwargs()))
+
+
+class same_order_every_epoch(_Fresh):  # noqa: N801 - named by what it breaks
+    """Re-seeds its shuffling at every epoch, so every epoch repeats the first one's order."""
+
+    def __init__(self, dataset, **kw) -> None:
+        super().__init__(dataset, **kw)
+        g = kw.get("generator")
+        self.seed = g.initial_seed() if g is not None else 0
+
+    def epoch_kwargs(self) -> dict:
+        return {**self.kw, "generator": torch.Generator().manual_seed(self.seed)}
+
+
+_other_seeds = itertools.count(1_000_003, 7919)
+
+
+def ignores_generator(dataset, **kw):
+    """Shuffles with a generator of its own, so the caller's seed does not reproduce the order."""
+    kw["generator"] = torch.Generator().manual_seed(next(_other_seeds))
+    return DataLoader(dataset, **kw)
+
+
+def samples_with_replacement(dataset, **kw):
+    """Shuffles by drawing indices with replacement: some samples repeat, others are lost."""
+    if kw.pop("shuffle", False):
+        kw["sampler"] = RandomSampler(dataset, replacement=True, generator=kw.get("generator"))
+    return DataLoader(dataset, **kw)
+
+
+def _roll_labels(batch):
+    batch = default_collate(batch)
+    if isinstance(batch, dict):
+        return {**batch, "y": batch["y"].roll(1)}
+    if isinstance(batch, (list, tuple)) and len(batch) >= 2 and batch[1].dim() >= 1:
+        return [batch[0], batch[1].roll(1), *batch[2:]]
+    return batch
+
+
+def misaligns_labels(dataset, **kw):
+    """Collates correctly, then shifts each batch's labels by one position."""
+    if kw.get("batch_size", 1) is not None:
+        kw.setdefault("collate_fn", _roll_labels)
+    return DataLoader(dataset, **kw)
+
+
+class _BlockShuffle(Sampler):
+    """Shuffles indices only within consecutive blocks of a tenth of the data."""
+
+    def __init__(self, n: int, generator) -> None:
+        self.n, self.generator = n, generator
+        self.block = max(1, n // 10)
+
+    def __iter__(self):
+        for start in range(0, self.n, self.block):
+            stop = min(start + self.block, self.n)
+            yield from (start + torch.randperm(stop - start, generator=self.generator)).tolist()
+
+    def __len__(self) -> int:
+        return self.n
+
+
+def shuffles_within_blocks(dataset, **kw):
+    """Shuffles only within blocks of 10% of the data: a sample never leaves its neighbourhood."""
+    if kw.pop("shuffle", False):
+        kw["sampler"] = _BlockShuffle(len(dataset), kw.get("generator"))
+    return DataLoader(dataset, **kw)
