@@ -2,6 +2,7 @@
 
 from .datasets import PairDataset, make_seed_data
 from .experiments import Comparison, compare, order_pattern_experiment, sort_by_label
+from .loader import TensorLoader
 from .training import DivergenceError, History, evaluate, make_model, train_full_batch, train_minibatch
 
 __version__ = "0.1.0"
@@ -11,6 +12,7 @@ __all__ = [
     "DivergenceError",
     "History",
     "PairDataset",
+    "TensorLoader",
     "compare",
     "evaluate",
     "make_model",
