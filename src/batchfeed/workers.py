@@ -1,0 +1,217 @@
+"""Parallel loading with ``num_workers``: worker seeding, failures that name their sample,
+and the measurement behind claim C12 ("workers speed up training").
+
+* :func:`seed_worker` is PyTorch's documented ``worker_init_fn`` recipe: numpy's and
+  Python's ``random`` global RNGs seeded from ``torch.initial_seed()``, which the
+  DataLoader sets to ``base_seed + worker_id`` in each worker. (Since torch 1.9 the
+  DataLoader seeds numpy and ``random`` per worker itself; the recipe keeps code correct
+  with other loaders and older torch; pytorch issue #5059 is the bug it prevents.)
+* :class:`SlowDataset` is a dataset whose ``__getitem__`` costs a stated latency
+  (``time.sleep``: I/O-like waiting, which releases the CPU).
+* :class:`NamedSampleErrors` wraps a dataset so that an exception raised while loading
+  sample ``i`` says so, also when it crosses a worker process.
+* :func:`epoch_time` and :func:`worker_speedups` time one training epoch fed by a
+  ``DataLoader`` with ``num_workers`` workers; the C12 claim test, the benchmark and
+  docs/parallel.md all use them.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import sys
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, Subset
+
+__all__ = [
+    "NamedSampleErrors",
+    "SlowDataset",
+    "cpu_count",
+    "epoch_time",
+    "seed_worker",
+    "worker_speedups",
+]
+
+
+def seed_worker(worker_id: int) -> None:  # noqa: ARG001 - the DataLoader passes it
+    """Seed numpy's and Python's global RNGs in a DataLoader worker from torch's seed.
+
+    Use as ``DataLoader(..., worker_init_fn=seed_worker, generator=g)``. Inside a worker
+    ``torch.initial_seed()`` is ``base_seed + worker_id``, and ``base_seed`` is drawn from
+    the loader's ``generator`` once per epoch: each worker gets its own numpy/random
+    stream, every epoch gets new ones, and all of it is reproducible from the seed of ``g``.
+    Meant to run in a worker process; called in the main process it reseeds the global RNGs.
+    """
+    worker_seed = torch.initial_seed() % 2**32
+    np.random.seed(worker_seed)
+    random.seed(worker_seed)
+
+
+class SlowDataset(Dataset):
+    """``n`` samples ``(x_i, y_i)`` of the tutorial's data, each costing ``latency`` seconds.
+
+    ``__getitem__`` sleeps ``latency`` seconds before returning ``(X[i], y[i])``: a stand-in
+    for reading and decoding a file, whose cost is mostly waiting. Sleeping releases the
+    CPU, so the speed-up workers give is not capped by the number of cores, as it would be
+    for a CPU-bound decode.
+
+    Args:
+        X, y: the samples (see :func:`batchfeed.make_seed_data`).
+        latency: seconds per sample, >= 0.
+
+    Raises:
+        ValueError: ``latency`` is negative or not finite, or the lengths differ.
+    """
+
+    def __init__(self, X: torch.Tensor, y: torch.Tensor, latency: float = 0.005) -> None:
+        if not (isinstance(latency, (int, float)) and not isinstance(latency, bool) and 0 <= latency < float("inf")):
+            raise ValueError(f"latency must be a finite number of seconds >= 0, got {latency!r}")
+        if len(X) != len(y):
+            raise ValueError(f"X and y must have the same number of samples, got len(X)={len(X)} and len(y)={len(y)}")
+        self.X, self.y, self.latency = X, y, float(latency)
+
+    def __len__(self) -> int:
+        return len(self.X)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        x, y = self.X[i], self.y[i]  # an out-of-range index fails before the wait
+        if self.latency:
+            time.sleep(self.latency)
+        return x, y
+
+    def __repr__(self) -> str:
+        return f"SlowDataset(n={len(self)}, latency={self.latency * 1e3:g} ms per sample)"
+
+
+def _name_sample(exc: BaseException, note: str) -> None:
+    """Attach ``note`` to ``exc`` so that it shows in the message the caller sees."""
+    if sys.version_info >= (3, 11):
+        # A note is printed with the traceback, and DataLoader workers forward the
+        # formatted traceback text: the note reaches the main process.
+        exc.add_note(note)
+    elif exc.args and isinstance(exc.args[0], str):  # pragma: no cover - Python 3.10
+        exc.args = (f"{exc.args[0]} [{note}]", *exc.args[1:])
+
+
+class NamedSampleErrors(Dataset):
+    """A map-style dataset whose loading errors name the sample that failed.
+
+    ``NamedSampleErrors(ds)[i]`` is ``ds[i]``; an exception raised by ``ds[i]`` is re-raised
+    unchanged (same type, same message) with the note ``"while loading sample i of <ds>"``.
+    torch's DataLoader forwards a worker's exception as the same type with the worker id
+    and the original traceback, but adds no index: this wrapper supplies it.
+    ``__getitems__`` is not forwarded, so batches are fetched one sample at a time.
+    """
+
+    def __init__(self, dataset: Dataset) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)  # type: ignore[arg-type]
+
+    def __getitem__(self, i: Any) -> Any:
+        try:
+            return self.dataset[i]
+        except Exception as exc:
+            _name_sample(exc, f"while loading sample {i} of {type(self.dataset).__name__}")
+            raise
+
+    def __repr__(self) -> str:
+        return f"NamedSampleErrors({self.dataset!r})"
+
+
+# --- measuring C12 ----------------------------------------------------------------------
+
+def epoch_time(
+    dataset: Dataset,
+    num_workers: int,
+    *,
+    batch_size: int = 32,
+    seed: int = 0,
+    train: bool = True,
+    features: int | None = None,
+    loader_kwargs: dict | None = None,
+) -> float:
+    """Wall seconds of one epoch fed by ``DataLoader(dataset, num_workers=num_workers)``.
+
+    The clock starts before ``iter(loader)`` (so worker start-up, paid every epoch unless
+    ``persistent_workers=True``, is counted) and stops after the last batch. With
+    ``train=True`` every batch also takes a step of the tutorial's training loop
+    (``Linear(features, 2)``, ``CrossEntropyLoss``, ``SGD(lr=0.1)``), so the figure is the
+    time of a training epoch (one warm-up step is taken before the clock starts, so
+    autograd's one-off start-up is not counted). Shuffled with a generator seeded by ``seed``.
+    """
+    if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 0:
+        raise ValueError(f"num_workers must be a non-negative integer, got {num_workers!r}")
+    loader = DataLoader(
+        dataset, batch_size=batch_size, shuffle=True, num_workers=num_workers,
+        generator=torch.Generator().manual_seed(seed), **(loader_kwargs or {}),
+    )
+    step: Callable[[Any], None]
+    if train:
+        from .training import make_model
+
+        if features is None:
+            features = int(dataset[0][0].numel())
+        model = make_model(features, 2, seed)
+        opt = torch.optim.SGD(model.parameters(), lr=0.1)
+        loss_fn = nn.CrossEntropyLoss()
+
+        def step(batch: Any) -> None:
+            xb, yb = batch
+            loss = loss_fn(model(xb.reshape(xb.shape[0], -1)), yb)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+
+        # Warm up outside the clock: torch's first backward pays one-off start-up costs
+        # (~1 s), which would otherwise be charged to whichever configuration runs first.
+        step((torch.zeros(2, features), torch.zeros(2, dtype=torch.long)))
+    else:
+        def step(batch: Any) -> None:
+            pass
+
+    start = time.perf_counter()
+    for batch in loader:
+        step(batch)
+    return time.perf_counter() - start
+
+
+def worker_speedups(
+    dataset: Dataset,
+    workers: Sequence[int] = (0, 1, 2, 4),
+    *,
+    rounds: int = 1,
+    **kwargs: Any,
+) -> dict[int, float]:
+    """Speed-up of a training epoch with ``w`` workers over ``num_workers=0``, for each ``w``.
+
+    Each configuration is timed ``rounds`` times by :func:`epoch_time` (``kwargs`` go to
+    it) and its fastest time kept; the result maps ``w`` to ``time(0) / time(w)`` (> 1:
+    workers help; < 1: they slow the epoch down). ``0`` is always measured. An untimed
+    epoch over the first two batches runs first, so one-off start-up costs are not
+    charged to whichever configuration happens to be timed first.
+    """
+    if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
+        raise ValueError(f"rounds must be a positive integer, got {rounds!r}")
+    # One untimed epoch over a few batches first: the process's first epoch pays one-off
+    # costs (lazy imports, first collate), which would be charged to num_workers=0.
+    few = Subset(dataset, range(min(len(dataset), 2 * kwargs.get("batch_size", 32))))  # type: ignore[arg-type]
+    epoch_time(few, 0, **kwargs)
+    times = {w: min(epoch_time(dataset, w, **kwargs) for _ in range(rounds)) for w in sorted({0, *workers})}
+    return {w: times[0] / times[w] for w in workers}
+
+
+def cpu_count() -> int:
+    """CPUs this process may run on (the affinity mask where the OS has one)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - macOS, Windows
+        return os.cpu_count() or 1
+
