@@ -45,10 +45,12 @@ __all__ = [
     "budget_experiment",
     "fit_slope",
     "full_batch_step",
+    "hold_tensor",
     "memory_scaling",
     "minibatch_epoch",
     "peak_memory",
     "peak_memory_series",
+    "write_data",
 ]
 
 
@@ -253,6 +255,15 @@ def peak_memory_series(jobs: Sequence[Job], *, timeout: float = 600.0) -> list[P
 
 # --- workloads (run inside the subprocess) ----------------------------------------------
 
+def hold_tensor(nbytes: int, device: str = "cpu") -> int:
+    """Allocate and fill a uint8 tensor of ``nbytes`` on ``device``; returns its size. A calibration workload."""
+    import torch
+
+    t = torch.empty(int(nbytes), dtype=torch.uint8, device=device)
+    t.fill_(1)
+    return int(t.numel())
+
+
 def _model_for(features_path: str | os.PathLike, seed: int):
     from .sources._common import read_npy_header
     from .training import make_model
@@ -406,8 +417,9 @@ def write_data(directory: str | os.PathLike, n: int, features: int, seed: int = 
 class BudgetResult:
     """One epoch against a private-memory budget smaller than the data.
 
-    ``results[method]`` is the :class:`PeakMemory` of ``full-batch``, ``mini-batch (memmap)``
-    and ``mini-batch (pread)`` each run under ``budget`` bytes; ``data_bytes`` is the
+    ``results[method]`` is the :class:`PeakMemory` of ``full-batch``, ``mini-batch (memmap)``,
+    ``mini-batch (pread)`` and ``accumulated gradient (pread)`` (full-batch GD's exact
+    gradient by :func:`~batchfeed.training.full_batch_gradient`), each run under ``budget`` bytes; ``data_bytes`` is the
     size of X and y on disk.
     """
 
@@ -425,7 +437,8 @@ def budget_experiment(directory: str | os.PathLike, *, n: int = 16_384, features
 
     Writes ``n x features`` float32 data (4 * n * features bytes) under ``directory``, then
     in one subprocess runs, each under ``RLIMIT_DATA`` = current + ``budget``: a mini-batch
-    epoch reading through memmaps, one reading with ``preadv``, and a full-batch step.
+    epoch reading through memmaps, one reading with ``preadv``, the full-batch gradient
+    accumulated over micro-batches, and a full-batch step (which loads everything).
     Warm-up calls (a tiny epoch of each kind, without a budget) come first so that the
     interpreter's one-time allocations (threads, imports) are not charged to the budget.
     """
@@ -435,12 +448,15 @@ def budget_experiment(directory: str | os.PathLike, *, n: int = 16_384, features
     jobs = [
         Job(minibatch_epoch, warm, {**kw, "mmap": True}),
         Job(minibatch_epoch, warm, {**kw, "mmap": False}),
+        Job(accumulated_gradient, warm, kw),
         Job(full_batch_step, warm, {"seed": seed}),
         Job(minibatch_epoch, (px, py), {**kw, "mmap": True}, data_limit=budget),
         Job(minibatch_epoch, (px, py), {**kw, "mmap": False}, data_limit=budget),
+        Job(accumulated_gradient, (px, py), kw, data_limit=budget),
         Job(full_batch_step, (px, py), {"seed": seed}, data_limit=budget),
     ]
-    r = peak_memory_series(jobs, timeout=timeout)[3:]
+    r = peak_memory_series(jobs, timeout=timeout)[4:]
     data_bytes = os.path.getsize(px) + os.path.getsize(py)
     return BudgetResult(n, features, batch_size, budget, data_bytes,
-                        {"mini-batch (memmap)": r[0], "mini-batch (pread)": r[1], "full-batch": r[2]})
+                        {"mini-batch (memmap)": r[0], "mini-batch (pread)": r[1], "accumulated gradient (pread)": r[2],
+                         "full-batch": r[3]})
