@@ -16,6 +16,8 @@ from __future__ import annotations
 import importlib
 import io
 import json
+import subprocess
+import sys
 from dataclasses import dataclass
 
 import pytest
@@ -353,3 +355,57 @@ def test_lazy_dataset_resumes_mid_epoch(tmp_path, num_workers):
     assert len(got) == len(expected), f"{len(got)} batches after resuming, expected {len(expected)}"
     for k, ((x, y), (xe, ye)) in enumerate(zip(got, expected)):
         assert torch.equal(y, ye) and torch.equal(x, xe), f"batch {k}: labels {y.tolist()}, expected {ye.tolist()}"
+
+
+# --- training resume: model + optimizer + loader, continued in a new process -------------
+
+TRAIN_STEPS, STOP_AT = 100, 45  # 1000 samples / 32 = 32 batches per epoch: stop in epoch 2, end in epoch 4
+
+
+def _max_diff(a: dict, b: dict) -> float:
+    return max(float((a[k] - b[k]).abs().max()) for k in a)
+
+
+def test_training_continued_in_a_new_process_ends_bit_identical(tmp_path):
+    """Model, optimizer and loader state saved at step 45 and continued in a new process end with exactly the uninterrupted run's weights (TensorLoader and StatefulDataLoader)."""
+    from batchfeed.checkpoint import RunConfig, train
+
+    loaders = {"batchfeed": "TensorLoader", "torchdata": "StatefulDataLoader"}
+    for name in loaders.values():
+        factory(name)
+    full, args = {}, []
+    for loader in loaders:
+        config = RunConfig(steps=TRAIN_STEPS, loader=loader)
+        model, steps = train(config)
+        assert steps == TRAIN_STEPS
+        full[loader] = model.state_dict()
+        _, stopped = train(config, stop_at=STOP_AT, checkpoint=tmp_path / f"{loader}.pt")
+        assert stopped == STOP_AT
+        args += [str(tmp_path / f"{loader}.pt"), str(tmp_path / f"{loader}-weights.pt")]
+    # One new process continues both runs (python + torch start-up is the cost here).
+    script = ("import sys; from batchfeed.checkpoint import main\n"
+              "for ckpt, out in zip(sys.argv[1::2], sys.argv[2::2]): main(['--resume', ckpt, '--out', out])")
+    proc = subprocess.run([sys.executable, "-c", script, *args], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, f"the resuming process failed:\n{proc.stdout}\n{proc.stderr}"
+    problems = []
+    for loader, name in loaders.items():
+        resumed = torch.load(tmp_path / f"{loader}-weights.pt", weights_only=True)
+        different = [k for k in full[loader] if not torch.equal(full[loader][k], resumed[k])]
+        if different:
+            problems.append(f"{name}: {different} differ (max abs diff {_max_diff(full[loader], resumed):.3e})")
+    assert not problems, f"resumed at step {STOP_AT} of {TRAIN_STEPS}, not bit-identical: {'; '.join(problems)}"
+
+
+@pytest.mark.parametrize("forgotten", ["optimizer", "loader"])
+def test_a_checkpoint_without_optimizer_or_loader_state_ends_elsewhere(tmp_path, forgotten):
+    """Resuming without the optimizer's momentum or without the loader's position does not reproduce the run: both are needed."""
+    from batchfeed.checkpoint import RunConfig, train
+
+    factory("TensorLoader")
+    config = RunConfig(steps=TRAIN_STEPS, loader="batchfeed")
+    full, _ = train(config)
+    train(config, stop_at=STOP_AT, checkpoint=tmp_path / "run.pt")
+    restore = tuple(p for p in ("model", "optimizer", "loader") if p != forgotten)
+    partial, _ = train(resume=tmp_path / "run.pt", restore=restore)
+    diff = _max_diff(full.state_dict(), partial.state_dict())
+    assert diff > 1e-4, f"resuming without the {forgotten} state ended only {diff:.1e} from the uninterrupted run"
