@@ -3,7 +3,7 @@
 For an in-memory tensor dataset, torch's DataLoader calls ``__getitem__`` once per sample
 and collates a Python list of samples into each batch. ``TensorLoader`` draws one
 permutation per epoch and cuts every batch out of a permuted gather of the data:
-``index_select`` over a chunk of the permutation (a few MiB of rows), then ``split`` into
+``index_select`` over a chunk of the permutation (16 MiB of rows), then ``split`` into
 batch views. No per-sample Python, no collate.
 
 It is DataLoader-compatible: the same constructor keywords (plus ``device`` and
@@ -44,9 +44,11 @@ __all__ = ["TensorLoader"]
 
 STATE_FORMAT = "batchfeed.TensorLoader/1"
 _USE_DATALOADER = "use torch.utils.data.DataLoader"
-#: Rows gathered per index_select: about this many bytes (CPU: stays in cache and is
-#: recycled by the allocator; CUDA: few kernel launches per epoch).
-_CHUNK_BYTES = {"cpu": 2 << 20, "other": 64 << 20}
+#: Bytes gathered per index_select. CPU: below glibc's 32 MiB mmap ceiling, so chunk memory
+#: is recycled instead of page-faulted in afresh, and few enough parallel regions per epoch
+#: (each can cost a scheduler tick when the cores are oversubscribed). Other devices: few
+#: kernel launches per epoch; the caching allocator recycles the memory.
+_CHUNK_BYTES = {"cpu": 16 << 20, "other": 64 << 20}
 #: torch's CPU randperm uses one 32-bit draw per element below this size (random64 above).
 _RANDPERM_32BIT_LIMIT = (2**32 - 1) // 20
 _FROZEN = ("batch_size", "batch_sampler", "sampler", "drop_last", "dataset", "persistent_workers")
@@ -141,7 +143,7 @@ class _Epoch:
 
     def __init__(self) -> None:
         self.base = 0              # batches handed out before ``current``
-        self.current: Iterator | None = None  # list iterator being handed out
+        self.current: Iterator | None = None  # iterator over the first tensor's batch views
         self.current_len = 0
         self.finished = False
         self.perm_drawn = False
@@ -177,7 +179,7 @@ class TensorLoader:
             gathered on that device, and with ``generator=None`` or a generator on that
             device the permutation is drawn there too. ``None`` leaves the data where it is.
         chunk_bytes: about how many bytes are gathered per ``index_select``; batches are
-            views into these chunks. Default 2 MiB on CPU, 64 MiB on other devices.
+            views into these chunks. Default 16 MiB on CPU, 64 MiB on other devices.
 
     Batches are lists of tensors, one per dataset tensor, as DataLoader yields for tuple
     samples. They are fresh memory, never views of the dataset; a batch can be a view into
@@ -414,27 +416,30 @@ class TensorLoader:
         for c0 in range(k0 * b, stop, self._chunk_rows):
             c1 = min(c0 + self._chunk_rows, stop)
             chunks = [self._gather_rows(t, perms, perm, c0, c1, pin) for t in tensors]
-            batches = list(map(list, zip(*[c.split(b) for c in chunks])))
+            splits = [c.split(b) for c in chunks]
+            # Batches are made lazily (a list per batch kept alive for the whole chunk would
+            # wake Python's cyclic GC thousands of times an epoch); the first tensor's split
+            # iterator tells how many were handed out.
             if tail_early and c1 == stop:
-                last = batches.pop()
-                self._hand_out(ep, batches)
-                yield from ep.current
+                last = [s[-1] for s in splits]
+                splits = [s[:-1] for s in splits]
+                yield from self._hand_out(ep, splits)
                 self._draw_tail()
-                self._hand_out(ep, [last])
-                yield from ep.current
+                yield from self._hand_out(ep, [(t,) for t in last])
             else:
-                self._hand_out(ep, batches)
-                yield from ep.current
+                yield from self._hand_out(ep, splits)
         if not tail_early:
             self._draw_tail()
         ep.finished = True
 
     @staticmethod
-    def _hand_out(ep: _Epoch, batches: list) -> None:
+    def _hand_out(ep: _Epoch, splits: list[tuple[torch.Tensor, ...]]) -> Iterator[list[torch.Tensor]]:
+        """Batches ``[s[0][i], s[1][i], ...]``, counted in ``ep`` as they are taken."""
         if ep.current is not None:
             ep.base += ep.current_len
-        ep.current_len = len(batches)
-        ep.current = iter(batches)
+        first = iter(splits[0])
+        ep.current, ep.current_len = first, len(splits[0])
+        return map(list, zip(first, *splits[1:]))
 
     @staticmethod
     def _gather_rows(t: torch.Tensor, perms: dict[torch.device, torch.Tensor], perm: torch.Tensor | None,
