@@ -9,6 +9,7 @@ small (tens of MB); ``-m slow`` runs a 1 GiB version.
 
 from __future__ import annotations
 
+import shutil
 import tracemalloc
 
 import pytest
@@ -53,15 +54,22 @@ def _one_intra_op_thread():
 
 @pytest.fixture(scope="module")
 def scaling(tmp_path_factory):
-    """Peak RSS of each way of training at each N, measured once for the module."""
-    return memory_scaling(tmp_path_factory.mktemp("scaling"), sizes=SIZES, features=FEATURES, batch_size=BATCH)
+    """Peak RSS of each way of training at each N, measured once for the module (its ~200 MB of data deleted after)."""
+    d = tmp_path_factory.mktemp("scaling")
+    try:
+        return memory_scaling(d, sizes=SIZES, features=FEATURES, batch_size=BATCH)
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
 def budget(tmp_path_factory):
-    """One epoch of each way of training under a budget a quarter of the data's size."""
-    return budget_experiment(tmp_path_factory.mktemp("budget"), n=BUDGET_N, features=BUDGET_F, budget=BUDGET,
-                             batch_size=BATCH)
+    """One epoch of each way of training under a budget a quarter of the data's size (data deleted after)."""
+    d = tmp_path_factory.mktemp("budget")
+    try:
+        return budget_experiment(d, n=BUDGET_N, features=BUDGET_F, budget=BUDGET, batch_size=BATCH)
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
 
 
 def _mb(b: float) -> str:
@@ -193,7 +201,10 @@ def test_minibatch_epoch_fits_a_budget_four_times_smaller_than_the_data(budget, 
 @pytest.mark.claim("C10")
 def test_minibatch_epoch_fits_a_budget_sixteen_times_smaller_than_1gib(tmp_path, claim_figures):
     """1 GiB of data, a 64 MiB budget: a mini-batch epoch succeeds, full-batch raises MemoryError."""
-    big = budget_experiment(tmp_path, n=262_144, features=1024, budget=64 << 20, batch_size=256)
+    try:
+        big = budget_experiment(tmp_path, n=262_144, features=1024, budget=64 << 20, batch_size=256)
+    finally:
+        shutil.rmtree(tmp_path, ignore_errors=True)
     _check_budget(big, claim_figures)
 
 
@@ -201,7 +212,10 @@ def test_minibatch_epoch_fits_a_budget_sixteen_times_smaller_than_1gib(tmp_path,
 @pytest.mark.claim("C9")
 def test_lazy_minibatch_stays_flat_up_to_a_million_samples(tmp_path, claim_figures):
     """Up to 1M samples of 256 features (1 GiB): lazy mini-batch's peak RSS slope stays <= 10% of a sample's bytes."""
-    s = memory_scaling(tmp_path, sizes=(250_000, 500_000, 1_000_000), features=256, batch_size=256)
+    try:
+        s = memory_scaling(tmp_path, sizes=(250_000, 500_000, 1_000_000), features=256, batch_size=256)
+    finally:
+        shutil.rmtree(tmp_path, ignore_errors=True)
     claim_figures.record("minibatch_bytes_per_sample", s.bytes_per_sample["mini-batch (pread)"])
     claim_figures.record("data_bytes_per_sample", s.data_bytes_per_sample)
     claim_figures.record("memmap_rss_bytes_per_sample", s.bytes_per_sample["mini-batch (memmap)"])

@@ -8,7 +8,6 @@ batch is on. No transform changes its input or the stored data.
 from __future__ import annotations
 
 import hashlib
-import tempfile
 from pathlib import Path
 
 import numpy as np

@@ -6,7 +6,7 @@ import os
 from array import array
 from collections.abc import Callable
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
 
 import numpy as np
 import torch
