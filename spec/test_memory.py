@@ -30,11 +30,11 @@ from batchfeed.measure import (
 )
 from batchfeed.training import full_batch_gradient
 
-#: CI sizes: N = 8k, 16k, 32k samples of 512 float32 features (2 KiB each): 16-66 MB of data.
-SIZES, FEATURES, BATCH = (8192, 16384, 32768), 512, 64
+#: CI sizes: N = 4k, 8k, 16k samples of 1024 float32 features (4 KiB each): 16-66 MB of data.
+SIZES, FEATURES, BATCH = (4096, 8192, 16384), 1024, 64
 #: "Flat": a slope at most 10% of a sample's bytes (the ledger's rule, batchfeed.claims).
-#: Peak RSS varies by ~1 MB between runs (allocator, page granularity): over the 24k-sample
-#: span that is ~40 B/sample, 2% of a 2 KiB sample. Mini-batch's sampler also keeps
+#: Peak RSS varies by ~1 MB between runs (allocator, page granularity): over the 12k-sample
+#: span that is ~85 B/sample, 2% of a 4 KiB sample. Mini-batch's sampler also keeps
 #: shuffle=True's permutation as a Python list (~40 B/sample): a real O(N) cost, reported.
 FLAT = 0.1
 #: "Grows with the data": at least 90% of a sample's bytes per sample.
