@@ -1,18 +1,24 @@
 """``batchfeed`` command line: argument parsing and printing only; experiments live in
-:mod:`batchfeed.experiments`."""
+:mod:`batchfeed.experiments`, rendering in :mod:`batchfeed.report`."""
 
 from __future__ import annotations
 
 import argparse
 import math
+import os
 import sys
-from collections.abc import Sequence
+import tempfile
+from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import torch
 
-from .experiments import Comparison, compare
+from .experiments import run_compare, total_work
 
 __all__ = ["main"]
+
+#: ``--batch-sizes`` given without a value: these below N, and N (the tutorial's 1000).
+DEFAULT_BATCH_SIZES = (1, 8, 32, 128, 1000)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -62,6 +68,41 @@ def _device(text: str) -> str:
     return str(dev)
 
 
+def _list_of(kind: Callable[[str], float | int], what: str) -> Callable[[str], list]:
+    def parse(text: str) -> list:
+        parts = [p.strip() for p in text.split(",")]
+        if not text.strip() or any(not p for p in parts):
+            raise argparse.ArgumentTypeError(f"must be a comma-separated list of {what}, got {text!r}")
+        try:
+            return [kind(p) for p in parts]
+        except argparse.ArgumentTypeError as exc:
+            raise argparse.ArgumentTypeError(f"must be a comma-separated list of {what}, got {text!r} ({exc})") from None
+    return parse
+
+
+def _output_file(text: str) -> Path:
+    """A file the command can write: its folder exists and takes new files, and it is not a folder.
+
+    Checked before any work starts, by creating (and removing) a temporary file in the
+    folder, so that a bad path fails at once, not after the experiment.
+    """
+    path = Path(text)
+    if not text or path.is_dir():
+        raise argparse.ArgumentTypeError(f"cannot write {text!r}: it is a folder")
+    folder = path.parent
+    if not folder.is_dir():
+        raise argparse.ArgumentTypeError(f"cannot write {text!r}: folder {str(folder)!r} does not exist")
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+        if path.exists() and not os.access(path, os.W_OK):
+            raise PermissionError("permission denied")
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise argparse.ArgumentTypeError(f"cannot write {text!r}: cannot create files in {str(folder)!r} ({reason})") from None
+    return path
+
+
 def _build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="batchfeed", description="Full-batch vs mini-batch gradient descent, measured.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -76,39 +117,85 @@ def _build_parser() -> argparse.ArgumentParser:
     c.add_argument("--seed", type=_non_negative_int, default=0, help="seed for data, weights and shuffling (default 0)")
     c.add_argument("--device", type=_device, default="cpu", help="cpu or cuda (default cpu)")
     c.add_argument("--no-shuffle", action="store_true", help="feed mini-batches in dataset order")
+    c.add_argument("--repeats", type=_positive_int, default=1, metavar="K",
+                   help="run seeds seed..seed+K-1; report mean±std and how many seeds agree with each verdict")
+    c.add_argument("--no-memory", action="store_true",
+                   help="skip the peak-memory measurement (two fresh processes, about 2 s)")
+    s = c.add_argument_group("batch-size sweep (McCandlish et al. 2018)")
+    s.add_argument("--batch-sizes", type=_list_of(_positive_int, "positive integers"), nargs="?",
+                   const=(), metavar="B1,B2,...",
+                   help="steps and samples to reach a target loss for each batch size, the fitted B_noise and "
+                        "B_simple from per-sample gradients (alone: " + ",".join(map(str, DEFAULT_BATCH_SIZES[:-1]))
+                        + " and N, those below N)")
+    s.add_argument("--sweep-lrs", type=_list_of(_positive_float, "positive numbers"), metavar="LR1,LR2,...",
+                   help="learning rates tried for each batch size, the best kept (default: --lr only, as the tutorial)")
+    s.add_argument("--target-loss", type=_positive_float,
+                   help="the sweep's target full-data loss (default: 1.1 x full-batch GD's loss after as many "
+                        "updates as the mini-batch run took, at --lr)")
+    s.add_argument("--max-steps", type=_positive_int, default=10_000,
+                   help="the sweep's cap on steps per batch size (default 10000); beyond it: not reached")
+    o = c.add_argument_group("output")
+    o.add_argument("--plot", type=_output_file, metavar="OUT.png",
+                   help="write loss vs epoch, vs updates and vs wall time (and the sweep) as a PNG (needs matplotlib)")
+    o.add_argument("--json", type=_output_file, metavar="OUT.json",
+                   help="write everything, machine-readable, with the versions and the device")
+    o.add_argument("--quiet", action="store_true", help="no progress bar and no notes on stderr")
+    c.set_defaults(parser=c)
     return parser
 
 
-def format_comparison(c: Comparison) -> str:
-    """The per-epoch table: full-data loss and updates so far for each method."""
-    cfg = c.config
-    lines = [
-        f"batchfeed compare: N={cfg['n']}, features={cfg['features']}, batch size {cfg['batch_size']}, "
-        f"lr {cfg['lr']}, {cfg['epochs']} epochs, seed {cfg['seed']}, "
-        f"{'shuffled' if cfg['shuffle'] else 'unshuffled'}, device {cfg['device']}",
-        "",
-        f"{'epoch':>5}  {'full-batch loss':>15}  {'updates':>7}  {'mini-batch loss':>15}  {'updates':>7}",
-    ]
-    fu, mu = c.full.updates_so_far, c.mini.updates_so_far
-    for e in range(len(c.full.epoch_loss)):
-        lines.append(f"{e:>5}  {c.full.epoch_loss[e]:>15.4f}  {fu[e]:>7}  {c.mini.epoch_loss[e]:>15.4f}  {mu[e]:>7}")
-    if c.full_equal_updates.epoch_loss:
-        lines += [
-            "",
-            f"equal updates: full-batch after {c.full_equal_updates.total_steps} updates: "
-            f"loss {c.full_equal_updates.final_loss:.4f} (mini-batch after {c.mini.total_steps}: {c.mini.final_loss:.4f})",
-        ]
-    return "\n".join(lines)
+def _progress_bar(total: int, quiet: bool):
+    """A tqdm bar on stderr, shown only after 2 s, only on a terminal, never with --quiet."""
+    if quiet:
+        return None
+    try:
+        from tqdm import tqdm
+    except ImportError:  # pragma: no cover - tqdm is a dependency; without it, no bar
+        return None
+    return tqdm(total=total, desc="batchfeed compare", unit="step", file=sys.stderr, delay=2.0, leave=False,
+                disable=None, dynamic_ncols=True)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _build_parser().parse_args(argv)
-    if args.command == "compare":
-        result = compare(n=args.n, features=args.features, batch_size=args.batch_size, epochs=args.epochs,
-                         lr=args.lr, seed=args.seed, shuffle=not args.no_shuffle, device=args.device)
-        print(format_comparison(result))
-        return 0
-    raise AssertionError(f"unhandled command {args.command!r}")  # pragma: no cover - argparse requires one
+    parser = _build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = parser.parse_args(argv)
+    if args.command != "compare":  # pragma: no cover - argparse requires a known command
+        raise AssertionError(f"unhandled command {args.command!r}")
+    sub = args.parser  # errors found after parsing are reported by the subcommand's parser, like the rest
+    if args.batch_sizes == ():
+        args.batch_sizes = sorted({b for b in DEFAULT_BATCH_SIZES if b < args.n} | {args.n})
+    if args.batch_sizes:
+        too_big = [b for b in args.batch_sizes if b > args.n]
+        if too_big:
+            sub.error(f"argument --batch-sizes: batch size {too_big[0]} exceeds --n {args.n}")
+    if args.plot is not None:
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            sub.error("argument --plot: needs matplotlib (pip install 'batchfeed[plot]')")
+    bar = _progress_bar(total_work(args.repeats, not args.no_memory, args.batch_sizes), args.quiet)
+    try:
+        run = run_compare(n=args.n, features=args.features, batch_size=args.batch_size, epochs=args.epochs,
+                          lr=args.lr, seed=args.seed, repeats=args.repeats, shuffle=not args.no_shuffle,
+                          device=args.device, memory=not args.no_memory, batch_sizes=args.batch_sizes,
+                          sweep_lrs=args.sweep_lrs, target_loss=args.target_loss, max_steps=args.max_steps,
+                          progress=bar.update if bar is not None else None)
+    finally:
+        if bar is not None:
+            bar.close()
+    from . import report
+
+    print(report.format_report(run))
+    if args.plot is not None:
+        report.plot(run, args.plot)
+        if not args.quiet:
+            print(f"wrote {args.plot}", file=sys.stderr)
+    if args.json is not None:
+        report.write_json(run, args.json, argv)
+        if not args.quiet:
+            print(f"wrote {args.json}", file=sys.stderr)
+    return 0
 
 
 if __name__ == "__main__":  # pragma: no cover
