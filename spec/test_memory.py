@@ -72,17 +72,6 @@ def budget(tmp_path_factory):
         shutil.rmtree(d, ignore_errors=True)
 
 
-@pytest.fixture
-def asked_for_slow(request):
-    """Skip unless the run selected slow tests with -m (these write 1 GiB and take a minute or two).
-
-    `pytest spec/` without -m would otherwise run them; the decision belongs in the central
-    configuration (addopts or CI's -m "not slow"), and this guard can go once it is there.
-    """
-    if "slow" not in (request.config.getoption("markexpr") or ""):
-        pytest.skip("writes 1 GiB and takes 1-2 minutes: select it with -m slow")
-
-
 def _mb(b: float) -> str:
     return f"{b / 2**20:.1f} MiB"
 
@@ -210,7 +199,7 @@ def test_minibatch_epoch_fits_a_budget_four_times_smaller_than_the_data(budget, 
 
 @pytest.mark.slow
 @pytest.mark.claim("C10")
-def test_minibatch_epoch_fits_a_budget_sixteen_times_smaller_than_1gib(tmp_path, claim_figures, asked_for_slow):
+def test_minibatch_epoch_fits_a_budget_sixteen_times_smaller_than_1gib(tmp_path, claim_figures):
     """1 GiB of data, a 64 MiB budget: a mini-batch epoch succeeds, full-batch raises MemoryError."""
     try:
         big = budget_experiment(tmp_path, n=262_144, features=1024, budget=64 << 20, batch_size=256)
@@ -221,7 +210,7 @@ def test_minibatch_epoch_fits_a_budget_sixteen_times_smaller_than_1gib(tmp_path,
 
 @pytest.mark.slow
 @pytest.mark.claim("C9")
-def test_lazy_minibatch_stays_flat_up_to_a_million_samples(tmp_path, claim_figures, asked_for_slow):
+def test_lazy_minibatch_stays_flat_up_to_a_million_samples(tmp_path, claim_figures):
     """Up to 1M samples of 256 features (1 GiB): lazy mini-batch's peak RSS slope stays <= 10% of a sample's bytes."""
     try:
         s = memory_scaling(tmp_path, sizes=(250_000, 500_000, 1_000_000), features=256, batch_size=256)

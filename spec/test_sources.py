@@ -32,7 +32,7 @@ from batchfeed.sources import (
 )
 
 from .strategies import pair_data
-from .strategies_sources import csv_tables, window_shapes
+from .strategies import csv_tables, window_shapes
 
 # --- file builders ------------------------------------------------------------------------
 

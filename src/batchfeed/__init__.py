@@ -3,7 +3,15 @@
 from .datasets import PairDataset, make_seed_data
 from .experiments import Comparison, compare, order_pattern_experiment, sort_by_label
 from .loader import TensorLoader
-from .training import DivergenceError, History, evaluate, make_model, train_full_batch, train_minibatch
+from .training import (
+    DivergenceError,
+    History,
+    evaluate,
+    full_batch_gradient,
+    make_model,
+    train_full_batch,
+    train_minibatch,
+)
 
 __version__ = "0.1.0"
 
@@ -15,6 +23,7 @@ __all__ = [
     "TensorLoader",
     "compare",
     "evaluate",
+    "full_batch_gradient",
     "make_model",
     "make_seed_data",
     "order_pattern_experiment",
