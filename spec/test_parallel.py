@@ -34,6 +34,7 @@ from .worker_datasets import (
     WorkerSeedProbe,
     corrupt,
     write_npy_samples,
+    write_png_samples,
 )
 
 
@@ -300,20 +301,33 @@ def _stateful_loader():
     ).StatefulDataLoader
 
 
+def _npy_files(root):
+    paths = write_npy_samples(root, 24)
+    return paths, lambda: NpyFilesDataset(root), lambda batch: batch[1].tolist(), "sample {i} ({name})"
+
+
+def _image_folder(root):
+    sources = pytest.importorskip("batchfeed.sources", reason="batchfeed.sources (lazy datasets) is not available")
+    paths = write_png_samples(root, 24)
+    return (paths, lambda: sources.ImageFolderDataset(root),
+            lambda batch: (batch[0].mean(dim=(1, 2, 3)) * 255).round().long().tolist(), "{name}")
+
+
 @pytest.mark.filterwarnings("ignore:'set_vital' is deprecated")
 @pytest.mark.parametrize("num_workers", [0, 2], ids=["main-process", "2-workers"])
-def test_corrupt_lazy_sample_is_named_and_the_saved_state_resumes_past_it(tmp_path, num_workers):
+@pytest.mark.parametrize("lazy", [_npy_files, _image_folder], ids=["npy-files", "batchfeed-ImageFolderDataset"])
+def test_corrupt_lazy_sample_is_named_and_the_saved_state_resumes_past_it(tmp_path, lazy, num_workers):
     """A corrupt file is named in the error; from the state saved after the last good batch, a fresh loader over the repaired data yields exactly the remaining batches."""
     StatefulDataLoader = _stateful_loader()
-    paths = write_npy_samples(tmp_path / "samples", 24)
+    paths, dataset, sample_ids, names_it = lazy(tmp_path / "samples")
 
     def make(ds):
         return StatefulDataLoader(ds, batch_size=4, shuffle=True, num_workers=num_workers, generator=_gen(2))
 
-    expected = [b[1].tolist() for b in make(NpyFilesDataset(tmp_path / "samples"))]
+    expected = [sample_ids(b) for b in make(dataset())]
     bad = 13
     good_bytes = corrupt(paths[bad])
-    loader = make(NpyFilesDataset(tmp_path / "samples"))
+    loader = make(dataset())
     states = [loader.state_dict()]
 
     class Checkpointing:  # what a training loop does: save the loader's state after each step
@@ -323,16 +337,17 @@ def test_corrupt_lazy_sample_is_named_and_the_saved_state_resumes_past_it(tmp_pa
                 yield batch
 
     kind, text, batches = load_until_error(Checkpointing(), "a loader over a corrupt file")
-    delivered, saved = [b[1].tolist() for b in batches], states[-1]
-    assert kind is ValueError, f"expected ValueError, got {kind}: {text}"
-    assert f"sample {bad} ({paths[bad].name})" in text, f"the error does not name sample {bad} and its file: {text}"
+    delivered, saved = [sample_ids(b) for b in batches], states[-1]
+    assert kind is not None and issubclass(kind, ValueError), f"expected a ValueError, got {kind}: {text}"
+    fragment = names_it.format(i=bad, name=paths[bad].name)
+    assert fragment in text, f"the error does not name the corrupt sample ({fragment!r}): {text}"
     failing = next(k for k, b in enumerate(expected) if bad in b)
     assert delivered == expected[:failing], f"batches before the corrupt one: got {delivered}, expected {expected[:failing]}"
 
     paths[bad].write_bytes(good_bytes)  # repaired (re-downloaded, re-extracted)
-    resumed = make(NpyFilesDataset(tmp_path / "samples"))
+    resumed = make(dataset())
     resumed.load_state_dict(saved)
-    rest = [b[1].tolist() for b in resumed]
+    rest = [sample_ids(b) for b in resumed]
     assert delivered + rest == expected, f"resumed run lost or repeated batches: {delivered} + {rest} != {expected}"
 
 

@@ -133,3 +133,38 @@ class NpyFilesDataset(Dataset):
         except (ValueError, OSError, EOFError) as exc:
             raise ValueError(f"sample {i} ({path.name}): cannot decode: {exc}") from exc
         return torch.from_numpy(x), i
+
+
+def write_png_samples(root: Path, n: int, side: int = 4) -> list[Path]:
+    """Write sample ``i`` (< 256) as ``root/all/{i:04d}.png``: a ``side x side`` grey image of value ``i``.
+
+    Laid out for :class:`batchfeed.sources.ImageFolderDataset` (one class folder); the
+    sample's index is ``round(x.mean() * 255)`` of its decoded image.
+    """
+    from PIL import Image
+
+    if n > 256:
+        raise ValueError(f"write_png_samples encodes the index in 8 bits: n must be <= 256, got {n}")
+    folder = root / "all"
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i in range(n):
+        p = folder / f"{i:04d}.png"
+        Image.new("RGB", (side, side), (i, i, i)).save(p)
+        paths.append(p)
+    return paths
+
+
+def write_noise_pngs(root: Path, n: int, side: int = 128, seed: int = 0) -> None:
+    """``n`` RGB noise images ``side x side`` in two class folders (``root/c0``, ``root/c1``).
+
+    Noise does not compress, so each decode costs real CPU work (about 1 ms at 128 x 128).
+    """
+    from PIL import Image
+
+    g = torch.Generator().manual_seed(seed)
+    for c in ("c0", "c1"):
+        (root / c).mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        pixels = torch.randint(0, 256, (side, side, 3), generator=g, dtype=torch.uint8).numpy()
+        Image.fromarray(pixels, "RGB").save(root / f"c{i % 2}" / f"{i:05d}.png")

@@ -10,9 +10,9 @@ and the measurement behind claim C12 ("workers speed up training").
   (``time.sleep``: I/O-like waiting, which releases the CPU).
 * :class:`NamedSampleErrors` wraps a dataset so that an exception raised while loading
   sample ``i`` says so, also when it crosses a worker process.
-* :func:`epoch_time` and :func:`worker_speedups` time one training epoch fed by a
-  ``DataLoader`` with ``num_workers`` workers; the C12 claim test, the benchmark and
-  docs/parallel.md all use them.
+* :func:`training_epoch`, :func:`epoch_time` and :func:`worker_speedups` run and time one
+  training epoch fed by a ``DataLoader`` with ``num_workers`` workers; the C12 claim test
+  and the benchmark (spec/bench/test_bench_workers.py) both use them.
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ __all__ = [
     "cpu_count",
     "epoch_time",
     "seed_worker",
+    "training_epoch",
     "worker_speedups",
 ]
 
@@ -128,7 +129,7 @@ class NamedSampleErrors(Dataset):
 
 # --- measuring C12 ----------------------------------------------------------------------
 
-def epoch_time(
+def training_epoch(
     dataset: Dataset,
     num_workers: int,
     *,
@@ -137,15 +138,16 @@ def epoch_time(
     train: bool = True,
     features: int | None = None,
     loader_kwargs: dict | None = None,
-) -> float:
-    """Wall seconds of one epoch fed by ``DataLoader(dataset, num_workers=num_workers)``.
+) -> Callable[[], int]:
+    """A callable that runs one epoch fed by ``DataLoader(dataset, num_workers=num_workers)``
+    and returns the number of samples it fed.
 
-    The clock starts before ``iter(loader)`` (so worker start-up, paid every epoch unless
-    ``persistent_workers=True``, is counted) and stops after the last batch. With
-    ``train=True`` every batch also takes a step of the tutorial's training loop
-    (``Linear(features, 2)``, ``CrossEntropyLoss``, ``SGD(lr=0.1)``), so the figure is the
-    time of a training epoch (one warm-up step is taken before the clock starts, so
-    autograd's one-off start-up is not counted). Shuffled with a generator seeded by ``seed``.
+    Each call is one epoch: ``iter(loader)`` (which starts the workers, unless
+    ``loader_kwargs`` has ``persistent_workers=True``) and every batch. With ``train=True``
+    every batch also takes a step of the tutorial's training loop (``Linear(features, 2)``,
+    ``CrossEntropyLoss``, ``SGD(lr=0.1)``); one warm-up step is taken here, so autograd's
+    one-off start-up (~1 s) is not charged to the first epoch. Shuffled with a generator
+    seeded by ``seed``.
     """
     if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 0:
         raise ValueError(f"num_workers must be a non-negative integer, got {num_workers!r}")
@@ -170,16 +172,30 @@ def epoch_time(
             loss.backward()
             opt.step()
 
-        # Warm up outside the clock: torch's first backward pays one-off start-up costs
-        # (~1 s), which would otherwise be charged to whichever configuration runs first.
         step((torch.zeros(2, features), torch.zeros(2, dtype=torch.long)))
     else:
         def step(batch: Any) -> None:
             pass
 
+    def epoch() -> int:
+        samples = 0
+        for batch in loader:
+            step(batch)
+            samples += len(batch[1])
+        return samples
+
+    return epoch
+
+
+def epoch_time(dataset: Dataset, num_workers: int, **kwargs: Any) -> float:
+    """Wall seconds of one :func:`training_epoch` (``kwargs`` go to it).
+
+    The clock starts before ``iter(loader)``, so worker start-up, paid every epoch unless
+    ``persistent_workers=True``, is counted; it stops after the last batch.
+    """
+    epoch = training_epoch(dataset, num_workers, **kwargs)
     start = time.perf_counter()
-    for batch in loader:
-        step(batch)
+    epoch()
     return time.perf_counter() - start
 
 
