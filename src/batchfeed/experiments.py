@@ -374,7 +374,8 @@ class SweepPoint:
 
     ``steps``/``samples``/``lr``: at the learning rate that reached the target in the
     fewest steps (None: no learning rate reached it within ``max_steps``);
-    ``steps_by_lr`` lists every learning rate tried (None where it did not reach it).
+    ``steps_by_lr`` lists every learning rate tried: the step at which it reached the target,
+    or None if it had not when the best one did (training stops there) or within ``max_steps``.
     """
 
     batch_size: int
@@ -483,8 +484,8 @@ def _linear_params(init: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def steps_to_target(X: torch.Tensor, y: torch.Tensor, init: nn.Module, *, batch_size: int, lrs: Sequence[float],
-                    target_loss: float, max_steps: int, seed: int, device: str | torch.device = "cpu"
-                    ) -> tuple[list[int | None], list[int | None]]:
+                    target_loss: float, max_steps: int, seed: int, device: str | torch.device = "cpu",
+                    stop_at_first: bool = False) -> tuple[list[int | None], list[int | None]]:
     """Optimizer steps and samples until the full-data loss first falls to ``target_loss``.
 
     Mini-batch SGD (plain, as ``torch.optim.SGD(lr)``) of the tutorial's model
@@ -494,7 +495,8 @@ def steps_to_target(X: torch.Tensor, y: torch.Tensor, init: nn.Module, *, batch_
     ``batch_size`` does not divide N. The runs are stacked into one batched model so the
     learning rates cost about one. The full-data loss is evaluated after every step.
     Returns ``(steps, samples)`` per learning rate; None where the target was not reached
-    within ``max_steps`` (or the run diverged).
+    within ``max_steps`` (or the run diverged), or, with ``stop_at_first``, not by the step
+    at which the first learning rate reached it (training stops there).
     """
     _check_positive_int("batch_size", batch_size)
     _check_positive_int("max_steps", max_steps)
@@ -537,7 +539,7 @@ def steps_to_target(X: torch.Tensor, y: torch.Tensor, init: nn.Module, *, batch_
             for i in torch.nonzero(new).flatten().tolist():
                 steps[i], samples[i] = step, seen
             done |= new
-        if bool((done | dead).all()):
+        if bool((done | dead).all()) or (stop_at_first and bool(done.any())):
             break
     return steps, samples
 
@@ -684,7 +686,7 @@ def _sweep(bss: list[int], *, n: int, features: int, lrs: list[float], seed: int
     points = []
     for b in bss:
         steps, samples = steps_to_target(X, y, init, batch_size=b, lrs=lrs, target_loss=target_loss,
-                                         max_steps=max_steps, seed=seed, device=device)
+                                         max_steps=max_steps, seed=seed, device=device, stop_at_first=True)
         reached = [i for i, s in enumerate(steps) if s is not None]
         best = min(reached, key=lambda i: (steps[i], i)) if reached else None
         points.append(SweepPoint(

@@ -329,6 +329,8 @@ def plot(run: CompareRun, path: str | os.PathLike) -> None:
 
 
 def _plot_sweep(axes: Any, sweep: Sweep) -> None:
+    from matplotlib.ticker import NullFormatter, ScalarFormatter
+
     ok = [p for p in sweep.points if p.reached]
     fit = sweep.fit
     bs = [p.batch_size for p in ok]
@@ -341,6 +343,12 @@ def _plot_sweep(axes: Any, sweep: Sweep) -> None:
         if fit is not None and math.isfinite(fit.b_noise):
             ax.loglog(grid, [getattr(fit, key)(b) for b in grid], "-", color="black",
                       label=f"fit: B_noise={fit.b_noise:.2f}")
+        vals = [getattr(p, key) for p in ok]
+        if vals and max(vals) < 10 * min(vals):  # at least a decade, so that flat looks flat
+            mid = math.sqrt(min(vals) * max(vals))
+            ax.set_ylim(mid / 10 ** 0.5, mid * 10 ** 0.5)
+        ax.yaxis.set_major_formatter(ScalarFormatter())
+        ax.yaxis.set_minor_formatter(NullFormatter())
         ax.set(xlabel="batch size B", ylabel=label, title=f"{label} to loss <= {sweep.config['target_loss']:.3f}")
         ax.grid(alpha=0.3, which="both")
         ax.legend(fontsize=8)
