@@ -235,17 +235,20 @@ def test_dead_worker_raises_runtime_error_without_hanging(make_loader, how):
     """A worker that dies (os._exit or SIGKILL) raises RuntimeError naming the dead worker, within the loader's timeout."""
     # exit(1) and SIGKILL are seen at once (SIGCHLD); a clean exit(0) only when the loader
     # next checks its workers: after `timeout` seconds (else MP_STATUS_CHECK_INTERVAL, 5 s).
-    loader = make_loader(DyingDataset(20, bad=5, how=how), batch_size=2, num_workers=2, timeout=2)
+    loader = make_loader(DyingDataset(20, bad=5, how=how), batch_size=2, num_workers=2, timeout=1)
     start = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         kind, text, delivered = load_until_error(loader, f"a loader whose worker died ({how})")
     elapsed = time.perf_counter() - start
     assert kind is RuntimeError, f"expected RuntimeError, got {kind}: {text}"
-    assert re.search(r"DataLoader worker \(pid\(s\) \d+.*\) exited unexpectedly|killed by signal", text), (
+    # Two messages, depending on who notices first: the SIGCHLD handler ("DataLoader worker
+    # (pid 123) exited unexpectedly with exit code 1" / "is killed by signal: Killed") or the
+    # iterator's liveness check ("DataLoader worker (pid(s) 123) exited unexpectedly").
+    assert re.search(r"DataLoader worker \(pid(\(s\))? [\d, ]+\) (exited unexpectedly|is killed by signal)", text), (
         f"the error does not say a DataLoader worker died: {text!r}"
     )
-    assert elapsed < 10, f"the dead worker was reported after {elapsed:.1f} s, expected within the 2 s timeout"
+    assert elapsed < 10, f"the dead worker was reported after {elapsed:.1f} s, expected within the 1 s timeout"
     labels = [i for b in delivered for i in b.tolist()]
     assert labels == list(range(len(labels))) and len(labels) <= 4, f"only batches before sample 5 may arrive, in order: {labels}"
 
@@ -314,13 +317,14 @@ def test_corrupt_lazy_sample_is_named_and_the_saved_state_resumes_past_it(tmp_pa
     loader = make(dataset())
     states = [loader.state_dict()]
 
-    class Checkpointing:  # what a training loop does: save the loader's state after each step
-        def __iter__(self):
-            for batch in loader:
-                states.append(loader.state_dict())
-                yield batch
+    def checkpointing():  # what a training loop does: save the loader's state after each step
+        # (a generator, not a local class: a class sits in a reference cycle, and the loader
+        # it held, workers and all, would wait for the cyclic GC)
+        for batch in loader:
+            states.append(loader.state_dict())
+            yield batch
 
-    kind, text, batches = load_until_error(Checkpointing(), "a loader over a corrupt file")
+    kind, text, batches = load_until_error(checkpointing(), "a loader over a corrupt file")
     delivered, saved = [sample_ids(b) for b in batches], states[-1]
     assert kind is not None and issubclass(kind, ValueError), f"expected a ValueError, got {kind}: {text}"
     fragment = names_it.format(i=bad, name=paths[bad].name)
