@@ -86,7 +86,9 @@ def test_repeats_report_mean_std_and_seed_agreement(capsys):
 def test_json_numbers_match_histories_computed_directly(tmp_path, capsys):
     """--json holds each seed's Histories exactly as compare() computes them, the verdicts, versions and device."""
     path = tmp_path / "out.json"
-    assert main(["compare", *SMALL, "--repeats", "2", "--no-memory", "--json", str(path)]) == 0
+    threads = torch.get_num_threads()
+    assert main(["compare", *SMALL, "--repeats", "2", "--no-memory", "--threads", "1", "--json", str(path)]) == 0
+    assert torch.get_num_threads() == threads, "--threads must not outlive the command"
     capsys.readouterr()
     data = json.loads(path.read_text())
     assert data["seeds"] == [4, 5]
@@ -108,7 +110,7 @@ def test_json_numbers_match_histories_computed_directly(tmp_path, capsys):
         assert data["claims"][cid]["figures"] == r.figures
     env = data["environment"]
     assert env["torch"] == torch.__version__ and env["batchfeed"] == version("batchfeed")
-    assert env["device"] == "cpu" and env["device_name"]
+    assert env["device"] == "cpu" and env["device_name"] and env["torch_threads"] == 1
     assert data["config"]["n"] == 300 and data["memory"] is None and data["sweep"] is None
 
 
@@ -135,6 +137,7 @@ def test_peak_memory_is_reported_for_both_methods(capsys):
         (["--seed", "-1"], "--seed"),
         (["--device", "tpu9"], "--device"),
         (["--repeats", "0"], "--repeats"),
+        (["--threads", "0"], "--threads"),
         (["--batch-sizes", ""], "--batch-sizes"),
         (["--batch-sizes", "0,8"], "--batch-sizes"),
         (["--batch-sizes", "a,b"], "--batch-sizes"),

@@ -791,7 +791,7 @@ def run_compare(
         runs.append(compare(n=n, features=features, batch_size=batch_size, epochs=epochs, lr=lr, seed=s,
                             shuffle=shuffle, device=device, equal_time=True))
         tick(1)
-    config = dict(runs[0].config, repeats=repeats)
+    config = dict(runs[0].config, repeats=repeats, threads=torch.get_num_threads())
     mem = None
     if memory:
         mem = measure_memory(runs[0].config)

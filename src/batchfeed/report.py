@@ -76,7 +76,8 @@ def _header(run: CompareRun) -> str:
     seeds = f"seed {c['seed']}" if len(run.seeds) == 1 else (
         f"seeds {run.seeds[0]}-{run.seeds[-1]} ({len(run.seeds)} repeats: mean±std over seeds)")
     return (f"batchfeed compare: N={c['n']}, features={c['features']}, batch size {c['batch_size']}, lr {c['lr']}, "
-            f"{c['epochs']} epochs, {seeds}, {'shuffled' if c['shuffle'] else 'unshuffled'}, device {c['device']}")
+            f"{c['epochs']} epochs, {seeds}, {'shuffled' if c['shuffle'] else 'unshuffled'}, device {c['device']}"
+            + (f" ({c['threads']} threads)" if "threads" in c and torch.device(c["device"]).type == "cpu" else ""))
 
 
 def _table(run: CompareRun) -> list[str]:
@@ -232,8 +233,9 @@ def _finite(obj: Any) -> Any:
 
 def to_json(run: CompareRun, argv: list[str] | None = None) -> dict:
     """Everything in the report, machine-readable, with the versions and the device."""
-    return _finite({"command": ["batchfeed", *(argv or [])], "environment": environment(run.config["device"]),
-                    **run.to_dict()})
+    env = environment(run.config["device"])
+    env["torch_threads"] = run.config.get("threads", env["torch_threads"])  # what the run used
+    return _finite({"command": ["batchfeed", *(argv or [])], "environment": env, **run.to_dict()})
 
 
 def write_json(run: CompareRun, path: str | os.PathLike, argv: list[str] | None = None) -> None:
