@@ -237,9 +237,11 @@ def _claim_ids(item: pytest.Item) -> list[str]:
     return ids
 
 
-def pytest_itemcollected(item: pytest.Item) -> None:
-    for cid in _claim_ids(item):
-        item.config.stash[_tests_key][cid][item.nodeid] = "not run"
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Register the claim tests this run will execute (after -m/-k deselection)."""
+    for item in session.items:
+        for cid in _claim_ids(item):
+            session.config.stash[_tests_key][cid][item.nodeid] = "not run"
 
 
 class _OutcomeRecorder:
