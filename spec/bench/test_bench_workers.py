@@ -10,7 +10,8 @@ Groups, each compared against its own ``num_workers=0``:
   epoch: no start-up, only the per-batch inter-process cost.
 
 Every epoch includes the tutorial's training step per batch (``batchfeed.workers.training_epoch``,
-the function the C12 claim test times). ``extra_info`` holds samples/s, the speed-up over 0
+the function the C12 claim test times), with one torch thread in the main process (with 2
+threads on 2 shared cores the tiny model's steps measure thread scheduling, not loading). ``extra_info`` holds samples/s, the speed-up over 0
 workers measured in this run, and the machine. Run: ``pytest spec/bench/test_bench_workers.py
 --benchmark-only``.
 """
@@ -68,7 +69,7 @@ def test_training_epoch_with_workers(benchmark, png_root, kind, num_workers):
         pytest.skip("persistent_workers needs num_workers > 0; the in-memory group's 0-worker run is the reference")
     dataset, batch_size = _dataset(kind.removesuffix("-persistent"), png_root)
     persistent = kind.endswith("persistent")
-    epoch = training_epoch(dataset, num_workers, batch_size=batch_size,
+    epoch = training_epoch(dataset, num_workers, batch_size=batch_size, threads=1,
                            loader_kwargs={"persistent_workers": True} if persistent else None)
     benchmark.group = GROUPS[kind]
     with warnings.catch_warnings():
