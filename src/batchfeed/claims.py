@@ -323,8 +323,9 @@ CLAIMS: dict[str, Claim] = {c.id: c for c in [
     Claim("C12", "Enables parallel data loading using workers → speeds up training.",
           "speed-up = time of a training epoch with num_workers=0 / with num_workers=2 (worker start-up "
           "included; main process on 1 torch thread). Expensive samples: 10 ms of simulated waiting "
-          "(time.sleep) each; cheap: the tutorial's in-memory tensors. Holds if >= 1.3 for expensive samples and >= 1.0 in memory (workers never hurt); "
-          "holds only for expensive samples if >= 1.3 there and < 1.0 in memory; else refuted",
+          "(time.sleep) each; cheap: the tutorial's in-memory tensors. Holds if >= 1.3 for expensive samples "
+          "and >= 1.0 in memory (workers never hurt); holds only for expensive samples if >= 1.3 there and "
+          "< 1.0 in memory; else refuted",
           ("latency_ms", "latency_n", "latency_speedup_w2", "memory_n", "memory_speedup_w2", "cores"), _c12),
     Claim("C13", "Feeds data to the model sequentially & efficiently each training step.",
           "sequential = every step's batch is the sampler's next B indices; efficiency = torch DataLoader's "
