@@ -77,7 +77,8 @@ def _header(run: CompareRun) -> str:
         f"seeds {run.seeds[0]}-{run.seeds[-1]} ({len(run.seeds)} repeats: mean±std over seeds)")
     return (f"batchfeed compare: N={c['n']}, features={c['features']}, batch size {c['batch_size']}, lr {c['lr']}, "
             f"{c['epochs']} epochs, {seeds}, {'shuffled' if c['shuffle'] else 'unshuffled'}, device {c['device']}"
-            + (f" ({c['threads']} threads)" if "threads" in c and torch.device(c["device"]).type == "cpu" else ""))
+            + (f" ({c['threads']} thread{'s' if c['threads'] != 1 else ''})"
+               if "threads" in c and torch.device(c["device"]).type == "cpu" else ""))
 
 
 def _table(run: CompareRun) -> list[str]:
@@ -350,7 +351,7 @@ def _plot_sweep(axes: Any, sweep: Sweep) -> None:
             mid = math.sqrt(min(vals) * max(vals))
             ax.set_ylim(mid / 10 ** 0.5, mid * 10 ** 0.5)
         ax.yaxis.set_major_formatter(ScalarFormatter())
-        ax.yaxis.set_minor_formatter(NullFormatter())
+        ax.yaxis.set_minor_formatter(ScalarFormatter() if vals and max(vals) < 10 * min(vals) else NullFormatter())
         ax.set(xlabel="batch size B", ylabel=label, title=f"{label} to loss <= {sweep.config['target_loss']:.3f}")
         ax.grid(alpha=0.3, which="both")
         ax.legend(fontsize=8)
