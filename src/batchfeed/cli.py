@@ -108,7 +108,10 @@ def _build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     c = sub.add_parser("compare", help="the tutorial's experiment: full-batch vs mini-batch GD, per epoch",
                        description="Run the tutorial's two training cases from the same data and initial weights "
-                                   "and print the full-data loss per epoch for each.")
+                                   "and report, per epoch, each one's full-data loss, accuracy, updates, samples "
+                                   "and training time, and its peak memory; full-batch GD at equal updates and at "
+                                   "equal wall time; and the verdicts on claims C2, C3 and C15 computed from this "
+                                   "run. How to read it: docs/compare.md.")
     c.add_argument("--n", type=_positive_int, default=1000, help="number of samples (default 1000)")
     c.add_argument("--features", type=_positive_int, default=3, help="features per sample (default 3)")
     c.add_argument("--batch-size", type=_positive_int, default=32, help="mini-batch size (default 32)")
@@ -123,7 +126,7 @@ def _build_parser() -> argparse.ArgumentParser:
     c.add_argument("--repeats", type=_positive_int, default=1, metavar="K",
                    help="run seeds seed..seed+K-1; report mean±std and how many seeds agree with each verdict")
     c.add_argument("--no-memory", action="store_true",
-                   help="skip the peak-memory measurement (two fresh processes, about 2 s)")
+                   help="skip the peak-memory measurement (two fresh processes, a few seconds)")
     s = c.add_argument_group("batch-size sweep (McCandlish et al. 2018)")
     s.add_argument("--batch-sizes", type=_list_of(_positive_int, "positive integers"), nargs="?",
                    const=(), metavar="B1,B2,...",
