@@ -1,7 +1,16 @@
 """batchfeed: how a PyTorch training loop is fed with data, specified and measured."""
 
 from .datasets import PairDataset, make_seed_data
-from .experiments import Comparison, compare, order_pattern_experiment, sort_by_label
+from .experiments import (
+    Comparison,
+    batch_size_sweep,
+    claim_figures,
+    compare,
+    gradient_noise_scale,
+    order_pattern_experiment,
+    run_compare,
+    sort_by_label,
+)
 from .loader import TensorLoader
 from .training import (
     DivergenceError,
@@ -21,7 +30,11 @@ __all__ = [
     "History",
     "PairDataset",
     "TensorLoader",
+    "batch_size_sweep",
+    "claim_figures",
     "compare",
+    "gradient_noise_scale",
+    "run_compare",
     "evaluate",
     "full_batch_gradient",
     "make_model",
