@@ -3,7 +3,7 @@
 For an in-memory tensor dataset, torch's DataLoader calls ``__getitem__`` once per sample
 and collates a Python list of samples into each batch. ``TensorLoader`` draws one
 permutation per epoch and cuts every batch out of a permuted gather of the data:
-``index_select`` over a chunk of the permutation (16 MiB of rows), then ``split`` into
+``index_select`` over a chunk of the permutation (8 MiB of rows), then ``split`` into
 batch views. No per-sample Python, no collate.
 
 It is DataLoader-compatible: the same constructor keywords (plus ``device`` and
@@ -44,11 +44,12 @@ __all__ = ["TensorLoader"]
 
 STATE_FORMAT = "batchfeed.TensorLoader/1"
 _USE_DATALOADER = "use torch.utils.data.DataLoader"
-#: Bytes gathered per index_select. CPU: below glibc's 32 MiB mmap ceiling, so chunk memory
-#: is recycled instead of page-faulted in afresh, and few enough parallel regions per epoch
-#: (each can cost a scheduler tick when the cores are oversubscribed). Other devices: few
-#: kernel launches per epoch; the caching allocator recycles the memory.
-_CHUNK_BYTES = {"cpu": 16 << 20, "other": 64 << 20}
+#: Bytes gathered per index_select. CPU: 8 MiB, measured (docs/benchmarks.md): larger chunks
+#: stop being recycled by glibc's allocator and are page-faulted in afresh every epoch
+#: (16 MiB: every page, every epoch); smaller ones mean more parallel regions per epoch, and
+#: each can cost a scheduler tick when other processes share the cores. Other devices:
+#: few kernel launches per epoch; the caching allocator recycles the memory.
+_CHUNK_BYTES = {"cpu": 8 << 20, "other": 64 << 20}
 #: torch's CPU randperm uses one 32-bit draw per element below this size (random64 above).
 _RANDPERM_32BIT_LIMIT = (2**32 - 1) // 20
 _FROZEN = ("batch_size", "batch_sampler", "sampler", "drop_last", "dataset", "persistent_workers")
@@ -179,7 +180,7 @@ class TensorLoader:
             gathered on that device, and with ``generator=None`` or a generator on that
             device the permutation is drawn there too. ``None`` leaves the data where it is.
         chunk_bytes: about how many bytes are gathered per ``index_select``; batches are
-            views into these chunks. Default 16 MiB on CPU, 64 MiB on other devices.
+            views into these chunks. Default 8 MiB on CPU, 64 MiB on other devices.
 
     Batches are lists of tensors, one per dataset tensor, as DataLoader yields for tuple
     samples. They are fresh memory, never views of the dataset; a batch can be a view into

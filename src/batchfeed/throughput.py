@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import platform
 import sys
 import time
@@ -51,6 +52,7 @@ __all__ = [
     "device_name",
     "epoch_function",
     "format_table",
+    "gather_profile",
     "main",
     "make_data",
     "measure_epochs",
@@ -408,6 +410,63 @@ def measure_epochs(
     return out
 
 
+def gather_profile(data: BenchData, *, chunk_bytes: int = 8 << 20, repeats: int = 3) -> dict[str, float]:
+    """GB/s of the steps between a memcpy and TensorLoader's gather, to say where the bandwidth goes.
+
+    Every variant moves the features of one epoch (``X``, all rows once), in chunks of about
+    ``chunk_bytes`` unless it says "whole":
+
+    * ``memcpy whole``: ``dst.copy_(X)``, dst allocated once (the copy-bandwidth bound);
+    * ``copy chunks, reused buffer``: contiguous rows into one chunk-sized buffer (writes stay in cache);
+    * ``gather sequential indices, reused buffer``: ``index_select`` with indices in order;
+    * ``gather random indices, reused buffer``: the same with a permutation (random rows);
+    * ``gather random indices, fresh chunks``: what TensorLoader does (new memory per chunk).
+
+    Best of ``repeats``; bytes counted once per row (read + write is twice that).
+    """
+    X = data.Xd
+    n, row = X.shape[0], X[0].numel() * X.element_size()
+    rows = max(1, chunk_bytes // row)
+    stop = n - n % rows if n >= rows else n
+    rows = min(rows, n)
+    perm = torch.randperm(n, generator=_generator(data.device, 0), device=data.device)
+    seq = torch.arange(n, device=data.device)
+    dst, buf = torch.empty_like(X), torch.empty((rows, *X.shape[1:]), dtype=X.dtype, device=X.device)
+
+    def whole() -> None:
+        dst.copy_(X)
+
+    def copy_chunks() -> None:
+        for c in range(0, stop, rows):
+            buf.copy_(X[c:c + rows])
+
+    def gather(idx: torch.Tensor, out: torch.Tensor | None) -> Callable[[], None]:
+        def run() -> None:
+            for c in range(0, stop, rows):
+                if out is None:
+                    X.index_select(0, idx[c:c + rows])
+                else:
+                    torch.index_select(X, 0, idx[c:c + rows], out=out)
+        return run
+
+    variants = {
+        "memcpy whole": (whole, n),
+        "copy chunks, reused buffer": (copy_chunks, stop),
+        "gather sequential indices, reused buffer": (gather(seq, buf), stop),
+        "gather random indices, reused buffer": (gather(perm, buf), stop),
+        "gather random indices, fresh chunks": (gather(perm, None), stop),
+    }
+    best = {k: math.inf for k in variants}
+    for r in range(repeats + 1):  # round 0 warms the allocator up and is not kept
+        for name, (fn, _rows) in variants.items():
+            t0 = time.perf_counter()
+            fn()
+            _sync(data.device)
+            if r:
+                best[name] = min(best[name], time.perf_counter() - t0)
+    return {name: rows_moved * row / best[name] / 1e9 for name, (_fn, rows_moved) in variants.items()}
+
+
 # --- targets and the table -------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -531,21 +590,36 @@ def build_parser(prog: str = "batchfeed bench") -> argparse.ArgumentParser:
                    help="also time one training epoch of the tutorial's model at F=3, B=32 (default)")
     p.add_argument("--no-training", dest="training", action="store_false", help="skip the training epoch")
     p.add_argument("--train-n", type=_positive_int, default=None, help="samples for the training epoch (default --n)")
+    p.add_argument("--threads", type=_positive_int, default=None,
+                   help="torch.set_num_threads(THREADS) before measuring (default: torch's choice)")
+    p.add_argument("--profile", action="store_true",
+                   help="also print where the bandwidth goes for each F: memcpy vs chunked copy vs sequential and "
+                        "random gathers (gather_profile)")
     p.add_argument("--json", metavar="PATH", default=None, help="also write every measurement to PATH as JSON")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     return p
+
+
+def _loadavg() -> str:
+    try:
+        return " ".join(f"{x:.2f}" for x in os.getloadavg())
+    except OSError:
+        return "unknown"
 
 
 def run(args: argparse.Namespace, out: Any = None) -> list[Measurement]:
     """Run the measurements ``args`` asks for, printing the table to ``out``; returns the rows."""
     out = out or sys.stdout
     rows: list[Measurement] = []
-    print(f"batchfeed bench: torch {torch.__version__}, device {args.device} ({device_name(args.device)})",
-          file=out, flush=True)
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    print(f"batchfeed bench: torch {torch.__version__}, device {args.device} ({device_name(args.device)}), "
+          f"load average at start {_loadavg()}", file=out, flush=True)
     warmup = 1
     total = (len(args.features) * len(args.batch_size) * len(args.rivals)
              + (len(TRAINING_RIVALS) if args.training else 0)) * (args.repeats + warmup)
     bar = _Progress(total, "bench", args.progress)
+    profiles: dict[int, dict[str, float]] = {}
     try:
         for f in args.features:
             data = make_data(args.n, f, device=args.device)
@@ -553,6 +627,8 @@ def run(args: argparse.Namespace, out: Any = None) -> list[Measurement]:
                 bar.desc = f"F={f} B={b}"
                 rows.extend(measure_epochs(data, b, rivals=args.rivals, repeats=args.repeats, warmup=warmup,
                                            on_epoch=bar.step).values())
+            if args.profile:
+                profiles[f] = gather_profile(data, repeats=args.repeats)
             del data
         if args.training:
             data = make_data(args.train_n or args.n, 3, device=args.device)
@@ -562,11 +638,17 @@ def run(args: argparse.Namespace, out: Any = None) -> list[Measurement]:
     finally:
         bar.close()
     print(format_table(rows), file=out, end="")
+    for f, prof in profiles.items():
+        print(f"\nwhere the bandwidth goes: N={args.n:,}, F={f} float32 features, 8 MiB chunks, {args.device}", file=out)
+        ref = prof["memcpy whole"]
+        for name, gbs in prof.items():
+            print(f"  {name:<45} {gbs:7.2f} GB/s  {gbs / ref:5.2f} x memcpy", file=out)
+    print(f"load average at end {_loadavg()} (other processes share these cores: compare ratios, not times)", file=out)
     if args.json:
         meta = {"torch": torch.__version__, "device": args.device, "device_name": device_name(args.device),
                 "python": platform.python_version(), "argv": sys.argv[1:]}
         with open(args.json, "w") as fh:
-            json.dump({"meta": meta, "rows": [m.to_dict() for m in rows],
+            json.dump({"meta": meta, "rows": [m.to_dict() for m in rows], "profiles": profiles,
                        "targets": [asdict(t) | {"met": t.met} for t in check_targets(rows)]}, fh, indent=2)
     return rows
 
