@@ -341,7 +341,7 @@ def test_lazy_dataset_resumes_mid_epoch(tmp_path, num_workers):
 
     def make():
         return StatefulDataLoader(NpyFilesDataset(tmp_path), batch_size=4, shuffle=True, num_workers=num_workers,
-                                  sampler=None, generator=torch.Generator().manual_seed(4))
+                                  generator=torch.Generator().manual_seed(4))
 
     expected = [(x.clone(), y.clone()) for x, y in make()]
     loader = make()
