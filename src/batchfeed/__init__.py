@@ -12,6 +12,7 @@ from .experiments import (
     sort_by_label,
 )
 from .loader import TensorLoader
+from .workers import NamedSampleErrors, seed_worker
 from .training import (
     DivergenceError,
     History,
@@ -28,6 +29,7 @@ __all__ = [
     "Comparison",
     "DivergenceError",
     "History",
+    "NamedSampleErrors",
     "PairDataset",
     "TensorLoader",
     "batch_size_sweep",
@@ -35,6 +37,7 @@ __all__ = [
     "compare",
     "gradient_noise_scale",
     "run_compare",
+    "seed_worker",
     "evaluate",
     "full_batch_gradient",
     "make_model",
