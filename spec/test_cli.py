@@ -217,3 +217,25 @@ def test_console_script_and_module_entry_point():
     assert proc.returncode == 0, proc.stderr
     assert len(table_rows(proc.stdout)) == 2
     assert proc.stderr == ""
+
+
+def test_bench_prints_the_ratio_table(capsys):
+    """`batchfeed bench` prints each rival's samples/s and its ratio to DataLoader, from one run."""
+    assert main(["bench", "--n", "4096", "--features", "3", "--batch-size", "64", "--repeats", "1",
+                 "--no-training", "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    lines = {line.strip().split("  ")[0]: line for line in out.splitlines() if line.startswith("  ")}
+    for rival in ("DataLoader (default)", "TensorLoader", "bound: permute once + slice views"):
+        assert any(name.startswith(rival) for name in lines), f"no row for {rival!r} in:\n{out}"
+    tensor_row = next(line for name, line in lines.items() if name == "TensorLoader")
+    ratio_to_dataloader = float(tensor_row.split()[-3])
+    assert ratio_to_dataloader > 0, tensor_row
+
+
+@pytest.mark.parametrize("argv", [["--n", "0"], ["--batch-size", "x"], ["--device", "tpu"], ["--json", "/no/such/dir/out.json"]])
+def test_bench_bad_arguments_exit_2_with_one_line(capsys, argv):
+    """`batchfeed bench` with a bad value exits 2 with one line naming the argument."""
+    with pytest.raises(SystemExit) as exc:
+        main(["bench", *argv])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and err.count("\n") == 1 and argv[0] in err, err

@@ -302,10 +302,10 @@ def test_corrupt_image_raises_naming_the_file(tmp_path, damage):
     bad.write_bytes({"garbage": b"\x89PNG not really" * 10, "truncated": raw[: len(raw) // 2], "empty": b""}[damage])
     ds = ImageFolderDataset(tmp_path)
     k = [p for p, _ in ds.samples].index(str(bad))
-    with pytest.raises(SourceError, match=rf"image '.*bad\.png' cannot be decoded"):
+    with pytest.raises(SourceError, match=r"image '.*bad\.png' cannot be decoded"):
         ds[k]
     ds[1 - k]  # the good one still decodes
-    with pytest.raises(SourceError, match=rf"bad\.png"):
+    with pytest.raises(SourceError, match=r"bad\.png"):
         if damage == "truncated":  # Pillow's verify() reads the chunks; a half file fails there or at decode
             ImageFolderDataset(tmp_path, verify=True)[k]
         else:

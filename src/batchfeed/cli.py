@@ -4,15 +4,12 @@
 from __future__ import annotations
 
 import argparse
-import math
-import os
 import sys
-import tempfile
-from collections.abc import Callable, Sequence
-from pathlib import Path
+from collections.abc import Sequence
 
 import torch
 
+from .argtypes import OneLineParser, device, list_of, non_negative_int, output_file, positive_float, positive_int
 from .experiments import run_compare, total_work
 
 __all__ = ["main"]
@@ -21,132 +18,52 @@ __all__ = ["main"]
 DEFAULT_BATCH_SIZES = (1, 8, 32, 128, 1000)
 
 
-class _Parser(argparse.ArgumentParser):
-    """Bad arguments end with status 2 and ONE line naming the argument (no usage dump)."""
-
-    def error(self, message: str) -> None:  # type: ignore[override]
-        self.exit(2, f"{self.prog}: error: {message}\n")
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
-    return value
-
-
-def _non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a non-negative integer, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be a non-negative integer, got {text!r}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}") from None
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"must be a positive finite number, got {text!r}")
-    return value
-
-
-def _device(text: str) -> str:
-    try:
-        dev = torch.device(text)
-    except RuntimeError:
-        raise argparse.ArgumentTypeError(f"not a torch device: {text!r} (use cpu or cuda)") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise argparse.ArgumentTypeError(f"{text!r} requested, but torch sees no CUDA device")
-    return str(dev)
-
-
-def _list_of(kind: Callable[[str], float | int], what: str) -> Callable[[str], list]:
-    def parse(text: str) -> list:
-        parts = [p.strip() for p in text.split(",")]
-        if not text.strip() or any(not p for p in parts):
-            raise argparse.ArgumentTypeError(f"must be a comma-separated list of {what}, got {text!r}")
-        try:
-            return [kind(p) for p in parts]
-        except argparse.ArgumentTypeError as exc:
-            raise argparse.ArgumentTypeError(f"must be a comma-separated list of {what}, got {text!r} ({exc})") from None
-    return parse
-
-
-def _output_file(text: str) -> Path:
-    """A file the command can write: its folder exists and takes new files, and it is not a folder.
-
-    Checked before any work starts, by creating (and removing) a temporary file in the
-    folder, so that a bad path fails at once, not after the experiment.
-    """
-    path = Path(text)
-    if not text or path.is_dir():
-        raise argparse.ArgumentTypeError(f"cannot write {text!r}: it is a folder")
-    folder = path.parent
-    if not folder.is_dir():
-        raise argparse.ArgumentTypeError(f"cannot write {text!r}: folder {str(folder)!r} does not exist")
-    try:
-        with tempfile.TemporaryFile(dir=folder):
-            pass
-        if path.exists() and not os.access(path, os.W_OK):
-            raise PermissionError("permission denied")
-    except OSError as exc:
-        reason = exc.strerror or str(exc)
-        raise argparse.ArgumentTypeError(f"cannot write {text!r}: cannot create files in {str(folder)!r} ({reason})") from None
-    return path
-
-
 def _build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="batchfeed", description="Full-batch vs mini-batch gradient descent, measured.")
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    parser = OneLineParser(prog="batchfeed", description="Full-batch vs mini-batch gradient descent, measured.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
     c = sub.add_parser("compare", help="the tutorial's experiment: full-batch vs mini-batch GD, per epoch",
                        description="Run the tutorial's two training cases from the same data and initial weights "
                                    "and report, per epoch, each one's full-data loss, accuracy, updates, samples "
                                    "and training time, and its peak memory; full-batch GD at equal updates and at "
                                    "equal wall time; and the verdicts on claims C2, C3 and C15 computed from this "
                                    "run. How to read it: docs/compare.md.")
-    c.add_argument("--n", type=_positive_int, default=1000, help="number of samples (default 1000)")
-    c.add_argument("--features", type=_positive_int, default=3, help="features per sample (default 3)")
-    c.add_argument("--batch-size", type=_positive_int, default=32, help="mini-batch size (default 32)")
-    c.add_argument("--epochs", type=_positive_int, default=5, help="epochs (default 5)")
-    c.add_argument("--lr", type=_positive_float, default=0.1, help="SGD learning rate (default 0.1)")
-    c.add_argument("--seed", type=_non_negative_int, default=0, help="seed for data, weights and shuffling (default 0)")
-    c.add_argument("--device", type=_device, default="cpu", help="cpu or cuda (default cpu)")
+    c.add_argument("--n", type=positive_int, default=1000, help="number of samples (default 1000)")
+    c.add_argument("--features", type=positive_int, default=3, help="features per sample (default 3)")
+    c.add_argument("--batch-size", type=positive_int, default=32, help="mini-batch size (default 32)")
+    c.add_argument("--epochs", type=positive_int, default=5, help="epochs (default 5)")
+    c.add_argument("--lr", type=positive_float, default=0.1, help="SGD learning rate (default 0.1)")
+    c.add_argument("--seed", type=non_negative_int, default=0, help="seed for data, weights and shuffling (default 0)")
+    c.add_argument("--device", type=device, default="cpu", help="cpu or cuda (default cpu)")
     c.add_argument("--no-shuffle", action="store_true", help="feed mini-batches in dataset order")
-    c.add_argument("--threads", type=_positive_int,
+    c.add_argument("--threads", type=positive_int,
                    help="torch intra-op CPU threads (default: torch's own, %d here); on a busy machine 1 can be "
                         "many times faster for these tiny tensors" % torch.get_num_threads())
-    c.add_argument("--repeats", type=_positive_int, default=1, metavar="K",
+    c.add_argument("--repeats", type=positive_int, default=1, metavar="K",
                    help="run seeds seed..seed+K-1; report mean±std and how many seeds agree with each verdict")
     c.add_argument("--no-memory", action="store_true",
                    help="skip the peak-memory measurement (two fresh processes, a few seconds)")
     s = c.add_argument_group("batch-size sweep (McCandlish et al. 2018)")
-    s.add_argument("--batch-sizes", type=_list_of(_positive_int, "positive integers"), nargs="?",
+    s.add_argument("--batch-sizes", type=list_of(positive_int, "positive integers"), nargs="?",
                    const=(), metavar="B1,B2,...",
                    help="steps and samples to reach a target loss for each batch size, the fitted B_noise and "
                         "B_simple from per-sample gradients (alone: " + ",".join(map(str, DEFAULT_BATCH_SIZES[:-1]))
                         + " and N, those below N)")
-    s.add_argument("--sweep-lrs", type=_list_of(_positive_float, "positive numbers"), metavar="LR1,LR2,...",
+    s.add_argument("--sweep-lrs", type=list_of(positive_float, "positive numbers"), metavar="LR1,LR2,...",
                    help="learning rates tried for each batch size, the best kept (default: --lr only, as the tutorial)")
-    s.add_argument("--target-loss", type=_positive_float,
+    s.add_argument("--target-loss", type=positive_float,
                    help="the sweep's target full-data loss (default: 1.1 x full-batch GD's loss after as many "
                         "updates as the mini-batch run took, at --lr)")
-    s.add_argument("--max-steps", type=_positive_int, default=10_000,
+    s.add_argument("--max-steps", type=positive_int, default=10_000,
                    help="the sweep's cap on steps per batch size (default 10000); beyond it: not reached")
     o = c.add_argument_group("output")
-    o.add_argument("--plot", type=_output_file, metavar="OUT.png",
+    o.add_argument("--plot", type=output_file, metavar="OUT.png",
                    help="write loss vs epoch, vs updates and vs wall time (and the sweep) as a PNG (needs matplotlib)")
-    o.add_argument("--json", type=_output_file, metavar="OUT.json",
+    o.add_argument("--json", type=output_file, metavar="OUT.json",
                    help="write everything, machine-readable, with the versions and the device")
     o.add_argument("--quiet", action="store_true", help="no progress bar and no notes on stderr")
     c.set_defaults(parser=c)
+    sub.add_parser("bench", add_help=False, help="throughput: DataLoader vs TensorLoader vs the bounds, as ratios "
+                                                 "measured in one run (batchfeed bench --help)")
     return parser
 
 
@@ -165,6 +82,10 @@ def _progress_bar(total: int, quiet: bool):
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["bench"]:
+        from . import throughput
+
+        return throughput.main(argv[1:], prog="batchfeed bench")
     args = parser.parse_args(argv)
     if args.command != "compare":  # pragma: no cover - argparse requires a known command
         raise AssertionError(f"unhandled command {args.command!r}")

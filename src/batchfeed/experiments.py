@@ -506,7 +506,7 @@ def steps_to_target(X: torch.Tensor, y: torch.Tensor, init: nn.Module, *, batch_
     dev = torch.device(device)
     X, y = X.to(dev), y.to(dev)
     w0, b0 = _linear_params(init)
-    L, (C, Fd) = len(lrs), w0.shape
+    L, C = len(lrs), w0.shape[0]
     # The L models stacked as one Linear(F, L*C): output column l*C + c is model l's class c.
     W = w0.to(dev).repeat(L, 1).requires_grad_(True)
     b = b0.to(dev).repeat(L).requires_grad_(True)

@@ -38,6 +38,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from .argtypes import OneLineParser, device, output_file, positive_int
 from .datasets import make_seed_data
 from .loader import TensorLoader
 from .training import make_model
@@ -552,50 +553,28 @@ def format_table(rows: Iterable[Measurement]) -> str:
 
 # --- command line --------------------------------------------------------------------------------
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(float(text)) if ("e" in text.lower() and float(text).is_integer()) else int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
-    return value
-
-
-def _device(text: str) -> str:
-    try:
-        dev = torch.device(text)
-    except RuntimeError:
-        raise argparse.ArgumentTypeError(f"not a torch device: {text!r} (use cpu or cuda)") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise argparse.ArgumentTypeError(f"{text!r} requested, but torch sees no CUDA device")
-    if dev.type not in ("cpu", "cuda"):
-        raise argparse.ArgumentTypeError(f"device must be cpu or cuda, got {text!r}")
-    return str(dev)
-
-
 def build_parser(prog: str = "batchfeed bench") -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = OneLineParser(
         prog=prog,
         description="Samples/s of one epoch fed by torch's DataLoader, DataLoader + __getitems__, TensorLoader and "
                     "the two bounds (permute + slice, memcpy), on the tutorial's data; prints ratios measured side "
                     "by side in one run (compare ratios, not absolute times, on a shared machine).")
-    p.add_argument("--n", type=_positive_int, default=1_000_000, help="samples (default 1e6)")
-    p.add_argument("--features", type=_positive_int, nargs="+", default=[3, 256], help="features F (default 3 256)")
-    p.add_argument("--batch-size", type=_positive_int, nargs="+", default=[32, 1024], help="batch sizes (default 32 1024)")
-    p.add_argument("--repeats", type=_positive_int, default=3, help="timed epochs per rival (default 3); best is reported")
-    p.add_argument("--device", type=_device, default="cpu", help="cpu or cuda (default cpu)")
+    p.add_argument("--n", type=positive_int, default=1_000_000, help="samples (default 1e6)")
+    p.add_argument("--features", type=positive_int, nargs="+", default=[3, 256], help="features F (default 3 256)")
+    p.add_argument("--batch-size", type=positive_int, nargs="+", default=[32, 1024], help="batch sizes (default 32 1024)")
+    p.add_argument("--repeats", type=positive_int, default=3, help="timed epochs per rival (default 3); best is reported")
+    p.add_argument("--device", type=device, default="cpu", help="cpu or cuda (default cpu)")
     p.add_argument("--rivals", nargs="+", choices=list(RIVALS), default=list(RIVALS), help="rivals to run (default all)")
     p.add_argument("--training", dest="training", action="store_true", default=True,
                    help="also time one training epoch of the tutorial's model at F=3, B=32 (default)")
     p.add_argument("--no-training", dest="training", action="store_false", help="skip the training epoch")
-    p.add_argument("--train-n", type=_positive_int, default=None, help="samples for the training epoch (default --n)")
-    p.add_argument("--threads", type=_positive_int, default=None,
+    p.add_argument("--train-n", type=positive_int, default=None, help="samples for the training epoch (default --n)")
+    p.add_argument("--threads", type=positive_int, default=None,
                    help="torch.set_num_threads(THREADS) before measuring (default: torch's choice)")
     p.add_argument("--profile", action="store_true",
                    help="also print where the bandwidth goes for each F: memcpy vs chunked copy vs sequential and "
                         "random gathers (gather_profile)")
-    p.add_argument("--json", metavar="PATH", default=None, help="also write every measurement to PATH as JSON")
+    p.add_argument("--json", type=output_file, metavar="PATH", default=None, help="also write every measurement to PATH as JSON")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     return p
 
