@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import random
 import signal
+import time
 from pathlib import Path
 
 import numpy as np
@@ -89,6 +90,13 @@ class DyingDataset(Dataset):
         if i == self.bad:
             if get_worker_info() is None:
                 raise RuntimeError("DyingDataset refuses to end the main process; use num_workers > 0")
+            # Let this worker's queue feeder thread finish sending its previous batch first.
+            # A process killed in the middle of that write leaves a torn message in the result
+            # pipe that all workers share, and the main process then fails with EOFError (or an
+            # unpickling error) before torch's SIGCHLD check can say which worker died: a race
+            # in torch, seen once under torch 2.14.1 (docs/parallel.md). The spec is about a
+            # worker that dies while loading a sample, so it waits that race out.
+            time.sleep(0.5)
             if self.how == "SIGKILL":
                 os.kill(os.getpid(), signal.SIGKILL)
             os._exit(int(self.how))
