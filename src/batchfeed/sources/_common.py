@@ -154,8 +154,12 @@ class SourceDataset(torch.utils.data.Dataset):
     generator that is a pure function of ``(seed, epoch, index)``, so augmentation is
     reproducible by seed and independent of the order, batching and worker processes;
     call :meth:`set_epoch` to get fresh augmentations each epoch.
-    Subclasses implement ``__len__`` and ``_read(i) -> (x, y)``.
+    Subclasses implement ``__len__`` and ``_read(i) -> (x, y)``, and name in
+    ``_per_process`` the attributes holding open files or maps: they are not pickled, so
+    each DataLoader worker process opens its own.
     """
+
+    _per_process: tuple[str, ...] = ()
 
     def __init__(self, transform: Callable | None = None, target_transform: Callable | None = None, seed: int = 0) -> None:
         for name, t in (("transform", transform), ("target_transform", target_transform)):
@@ -167,6 +171,12 @@ class SourceDataset(torch.utils.data.Dataset):
         self.target_transform = target_transform
         self.seed = int(seed)
         self.epoch = 0
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        for name in self._per_process:
+            state[name] = None
+        return state
 
     def set_epoch(self, epoch: int) -> None:
         """Use epoch ``epoch``'s augmentations from now on (as DistributedSampler.set_epoch)."""
@@ -193,6 +203,20 @@ class SourceDataset(torch.utils.data.Dataset):
         i = check_index(type(self).__name__, idx, len(self))
         x, y = self._read(i)
         return self._finish(i, x, y)
+
+
+class WindowedSource(SourceDataset):
+    """A source cut into windows ``stride`` steps apart; ``self.labels`` is a :class:`WindowLabels`."""
+
+    labels: WindowLabels
+    stride: int
+
+    def __len__(self) -> int:
+        return self.labels.count
+
+    def start_of(self, i: int) -> int:
+        """The first step (time step, frame) of window ``i``."""
+        return i * self.stride
 
 
 class WindowLabels:

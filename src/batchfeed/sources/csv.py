@@ -44,6 +44,8 @@ class CsvDataset(SourceDataset):
         ValueError: no data rows, or a label column that does not exist.
     """
 
+    _per_process = ("_fh",)
+
     def __init__(
         self,
         path: str | os.PathLike,
@@ -143,11 +145,6 @@ class CsvDataset(SourceDataset):
         return values, y
 
     # -- reading -------------------------------------------------------------------------
-    def __getstate__(self) -> dict:
-        state = self.__dict__.copy()
-        state["_fh"] = None  # each process opens its own handle
-        return state
-
     def __del__(self) -> None:
         fh = self.__dict__.get("_fh")
         if fh is not None:

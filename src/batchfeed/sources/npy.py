@@ -49,6 +49,8 @@ class NpyDataset(SourceDataset):
         ValueError: the two files hold different numbers of samples, or none.
     """
 
+    _per_process = ("_open",)
+
     def __init__(
         self,
         features: str | os.PathLike,
@@ -83,11 +85,6 @@ class NpyDataset(SourceDataset):
         self._open: tuple[Any, Any] | None = None  # memmaps or file descriptors, per process
 
     # -- lazy, per-process file access --------------------------------------------------
-    def __getstate__(self) -> dict:
-        state = self.__dict__.copy()
-        state["_open"] = None  # each process opens its own maps / descriptors
-        return state
-
     def __del__(self) -> None:
         opened = self.__dict__.get("_open")
         if opened is not None and not self.__dict__.get("mmap", True):

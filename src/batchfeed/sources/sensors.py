@@ -9,12 +9,18 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ._common import SourceDataset, SourceError, WindowLabels, check_positive_int, read_npy_header
+from ._common import (
+    SourceError,
+    WindowedSource,
+    WindowLabels,
+    check_positive_int,
+    read_npy_header,
+)
 
 __all__ = ["SensorWindowDataset"]
 
 
-class SensorWindowDataset(SourceDataset):
+class SensorWindowDataset(WindowedSource):
     """Windows of ``window`` time steps, ``stride`` apart, over a ``(T, C)`` (or ``(T,)``) series.
 
     Window ``i`` covers steps ``[i * stride, i * stride + window)`` and comes back as a
@@ -35,6 +41,8 @@ class SensorWindowDataset(SourceDataset):
         ``.npy`` (truncated, wrong shape or dtype). ValueError: ``T < window`` (no window),
         or a label count that is neither ``T`` nor the number of windows.
     """
+
+    _per_process = ("_mm",)
 
     def __init__(
         self,
@@ -66,18 +74,6 @@ class SensorWindowDataset(SourceDataset):
         self.labels = WindowLabels(labels, length=self.length, window=self.window, stride=self.stride,
                                    label_at=label_at, owner="SensorWindowDataset")
         self._mm: np.ndarray | None = None
-
-    def __getstate__(self) -> dict:
-        state = self.__dict__.copy()
-        state["_mm"] = None  # each process maps the file itself
-        return state
-
-    def __len__(self) -> int:
-        return self.labels.count
-
-    def start_of(self, i: int) -> int:
-        """The first time step of window ``i``."""
-        return i * self.stride
 
     def _read(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
         if self._mm is None:

@@ -9,13 +9,20 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ._common import SourceDataset, SourceError, WindowLabels, check_positive_int, natural_key, read_npy_header
+from ._common import (
+    SourceError,
+    WindowedSource,
+    WindowLabels,
+    check_positive_int,
+    natural_key,
+    read_npy_header,
+)
 from .images import IMAGE_EXTENSIONS, decode_image
 
 __all__ = ["VideoFramesDataset"]
 
 
-class VideoFramesDataset(SourceDataset):
+class VideoFramesDataset(WindowedSource):
     """Clips of ``clip_length`` consecutive frames, ``stride`` frames apart.
 
     Clip ``i`` holds frames ``[i * stride, i * stride + clip_length)`` as a float32
@@ -36,6 +43,8 @@ class VideoFramesDataset(SourceDataset):
         cannot be opened (named). ValueError: fewer frames than one clip, no frames, or a
         label count that fits neither frames nor clips.
     """
+
+    _per_process = ("_mm",)
 
     def __init__(
         self,
@@ -93,18 +102,6 @@ class VideoFramesDataset(SourceDataset):
                 raise SourceError(f"frame {f!r} is {s[0]}x{s[1]} (WxH), but {self.frames[0]!r} is {size[0]}x{size[1]}")
         channels = {"RGB": 3, "L": 1, "RGBA": 4}[self.mode]
         self.num_frames, self.frame_shape = len(self.frames), (size[1], size[0], channels)
-
-    def __getstate__(self) -> dict:
-        state = self.__dict__.copy()
-        state["_mm"] = None  # each process maps the file itself
-        return state
-
-    def __len__(self) -> int:
-        return self.labels.count
-
-    def start_of(self, i: int) -> int:
-        """The first frame of clip ``i``."""
-        return i * self.stride
 
     def _read(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
         s = self.start_of(i)
