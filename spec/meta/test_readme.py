@@ -1,0 +1,52 @@
+"""The README's short list of verdicts agrees with the generated ledger, docs/claims.md."""
+
+import re
+from pathlib import Path
+
+import pytest
+
+from batchfeed import claims
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def table_verdicts(text: str, column: int) -> dict[str, str]:
+    rows = {}
+    for line in text.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if cells and re.fullmatch(r"C\d+", cells[0]):
+            rows[cells[0]] = cells[column].strip("*")
+    return rows
+
+
+def kind(verdict: str) -> str:
+    """``holds``, ``holds only``, ``refuted``, ``pending`` or ``undecided``."""
+    v = verdict.lower()
+    if v.startswith("holds only"):
+        return "holds only"
+    for k in ("holds", "refuted", "pending", "undecided"):
+        if v.startswith(k):
+            return k
+    return v
+
+
+@pytest.mark.parametrize(("verdict", "expected"), [("holds", "holds"), ("holds: because", "holds"),
+                                                   ("holds only when x", "holds only"), ("refuted: y", "refuted")])
+def test_kind(verdict, expected):
+    """Verdicts are classified by their first words."""
+    assert kind(verdict) == expected
+
+
+def test_readme_verdicts_match_the_generated_ledger():
+    """Every claim's verdict in README.md starts as docs/claims.md's does (same holds / refuted / condition)."""
+    readme, ledger = ROOT / "README.md", ROOT / "docs" / "claims.md"
+    if not readme.exists() or not ledger.exists():
+        pytest.skip("README.md or docs/claims.md is not in this checkout")
+    short = table_verdicts(readme.read_text(), 2)
+    generated = table_verdicts(ledger.read_text(), 2)
+    assert set(short) == set(generated) == set(claims.CLAIMS)
+    for cid, verdict in short.items():
+        core = verdict.split(" (")[0]
+        assert kind(verdict) == kind(generated[cid]) and generated[cid].startswith(core), (
+            f"{cid}: README says {verdict!r}, docs/claims.md says {generated[cid]!r}"
+        )
