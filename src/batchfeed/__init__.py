@@ -12,7 +12,6 @@ from .experiments import (
     sort_by_label,
 )
 from .loader import TensorLoader
-from .workers import NamedSampleErrors, seed_worker
 from .training import (
     DivergenceError,
     History,
@@ -22,6 +21,7 @@ from .training import (
     train_full_batch,
     train_minibatch,
 )
+from .workers import NamedSampleErrors, seed_worker
 
 __version__ = "0.1.0"
 

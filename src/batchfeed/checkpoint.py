@@ -28,6 +28,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ._checks import check_positive_int
 from .datasets import PairDataset, make_seed_data
 from .training import make_model
 
@@ -55,9 +56,7 @@ class RunConfig:
 
     def __post_init__(self) -> None:
         for name in ("n", "features", "batch_size", "steps"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"{name} must be a positive integer, got {v!r}")
+            check_positive_int(name, getattr(self, name))
         if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
             raise ValueError(f"lr must be a positive finite number, got {self.lr!r}")
         if not (isinstance(self.momentum, (int, float)) and 0 <= self.momentum < 1):

@@ -9,7 +9,15 @@ from collections.abc import Sequence
 
 import torch
 
-from .argtypes import OneLineParser, device, list_of, non_negative_int, output_file, positive_float, positive_int
+from .argtypes import (
+    OneLineParser,
+    device,
+    list_of,
+    non_negative_int,
+    output_file,
+    positive_float,
+    positive_int,
+)
 from .experiments import run_compare, total_work
 
 __all__ = ["main"]

@@ -9,6 +9,8 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset
 
+from ._checks import check_positive_int
+
 __all__ = ["PairDataset", "make_seed_data"]
 
 
@@ -102,10 +104,8 @@ def make_seed_data(n: int = 1000, features: int = 3, seed: int = 0) -> tuple[tor
 
     Deterministic by ``seed``; uses its own generator, never the global RNG.
     """
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ValueError(f"n must be a positive integer, got {n!r}")
-    if isinstance(features, bool) or not isinstance(features, int) or features < 1:
-        raise ValueError(f"features must be a positive integer, got {features!r}")
+    check_positive_int("n", n)
+    check_positive_int("features", features)
     g = torch.Generator().manual_seed(int(seed))
     X = torch.randn(n, features, generator=g, dtype=torch.float32)
     y = (X.sum(dim=1) > 0).long()

@@ -33,6 +33,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 from torch.utils.data.distributed import DistributedSampler
 
+from ._checks import check_positive_int
 from .datasets import PairDataset, make_seed_data
 from .training import make_model
 
@@ -57,9 +58,7 @@ class DDPConfig:
 
     def __post_init__(self) -> None:
         for name in ("n", "features", "batch_size", "steps"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"{name} must be a positive integer, got {v!r}")
+            check_positive_int(name, getattr(self, name))
         if self.batch_size > self.n:
             raise ValueError(f"batch_size ({self.batch_size}) must not exceed n ({self.n}): no full batch per epoch")
 

@@ -24,6 +24,7 @@ from torch.nn import functional as F
 from torch.utils.data import DataLoader
 
 from . import claims
+from ._checks import check_positive_int
 from .datasets import PairDataset, make_seed_data
 from .training import History, make_model, train_full_batch, train_minibatch
 
@@ -88,11 +89,6 @@ class Comparison:
         }
 
 
-def _check_positive_int(name: str, value: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-
-
 class _BudgetSpent(Exception):
     pass
 
@@ -147,8 +143,8 @@ def compare(
     training time (wall-clock, so that part varies from run to run; at most 1000 times
     the mini-batch run's updates).
     """
-    _check_positive_int("n", n)
-    _check_positive_int("batch_size", batch_size)
+    check_positive_int("n", n)
+    check_positive_int("batch_size", batch_size)
     X, y = make_seed_data(n, features, seed)
     init = make_model(features, 2, seed)
     loader = loader_factory(
@@ -498,8 +494,8 @@ def steps_to_target(X: torch.Tensor, y: torch.Tensor, init: nn.Module, *, batch_
     within ``max_steps`` (or the run diverged), or, with ``stop_at_first``, not by the step
     at which the first learning rate reached it (training stops there).
     """
-    _check_positive_int("batch_size", batch_size)
-    _check_positive_int("max_steps", max_steps)
+    check_positive_int("batch_size", batch_size)
+    check_positive_int("max_steps", max_steps)
     n = int(y.shape[0])
     if batch_size > n:
         raise ValueError(f"batch_size must be at most N={n}, got {batch_size}")
@@ -659,7 +655,7 @@ def batch_size_sweep(
     if not bss:
         raise ValueError("batch_sizes must name at least one batch size")
     for b in bss:
-        _check_positive_int("batch size", b)
+        check_positive_int("batch size", b)
         if b > n:
             raise ValueError(f"batch size {b} exceeds N={n}")
     lrs = [float(v) for v in lrs]
@@ -780,7 +776,7 @@ def run_compare(
        (default: ``[lr]``), with the target computed from ``lr`` and the mini-batch run's
        updates unless ``target_loss`` is given.
     """
-    _check_positive_int("repeats", repeats)
+    check_positive_int("repeats", repeats)
     tick = progress or (lambda _k: None)
     compare(n=min(n, 2 * batch_size), features=features, batch_size=batch_size, epochs=1, lr=lr, seed=seed,
             shuffle=shuffle, device=device, equal_time=True)

@@ -36,8 +36,14 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 import torch
-from torch.utils.data import BatchSampler, RandomSampler, SequentialSampler, TensorDataset
+from torch.utils.data import (
+    BatchSampler,
+    RandomSampler,
+    SequentialSampler,
+    TensorDataset,
+)
 
+from ._checks import check_positive_int
 from .datasets import PairDataset
 
 __all__ = ["TensorLoader"]
@@ -237,9 +243,8 @@ class TensorLoader:
                             f"collate_fn={collate_fn!r}; apply it to each batch, or {_USE_DATALOADER}")
         if generator is not None and not isinstance(generator, torch.Generator):
             raise TypeError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
-        if chunk_bytes is not None and (isinstance(chunk_bytes, bool) or not isinstance(chunk_bytes, int)
-                                        or chunk_bytes < 1):
-            raise ValueError(f"chunk_bytes must be a positive integer, got {chunk_bytes!r}")
+        if chunk_bytes is not None:
+            check_positive_int("chunk_bytes", chunk_bytes)
 
         tensors = _dataset_tensors(dataset)
         if isinstance(dataset, tuple):

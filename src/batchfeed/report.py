@@ -267,7 +267,9 @@ def plot(run: CompareRun, path: str | os.PathLike) -> None:
     per-epoch panel shows the mean full-data loss ± one standard deviation over seeds;
     the other panels show the first seed. The PNG is :func:`plot_size` pixels.
     """
-    from matplotlib.figure import Figure  # no pyplot: no global state, no GUI backend; PNG is drawn by Agg
+    from matplotlib.figure import (
+        Figure,  # no pyplot: no global state, no GUI backend; PNG is drawn by Agg
+    )
 
     sweep = run.sweep
     nrows = 2 if sweep is not None else 1

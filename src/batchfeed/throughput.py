@@ -38,6 +38,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from ._checks import check_positive_int
 from .argtypes import OneLineParser, device, output_file, positive_int
 from .datasets import make_seed_data
 from .loader import TensorLoader
@@ -207,8 +208,7 @@ def epoch_function(rival: str, data: BenchData, batch_size: int, *, seed: int = 
     """
     if rival not in RIVALS:
         raise ValueError(f"unknown rival {rival!r}; known: {', '.join(RIVALS)}")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    check_positive_int("batch_size", batch_size)
     dev = data.device
     if rival == "memcpy":
         dst_x, dst_y = torch.empty_like(data.Xd), torch.empty_like(data.yd)
@@ -386,8 +386,7 @@ def measure_epochs(
     first ``warmup`` epochs are not timed. ``on_epoch(rival)`` is called after every epoch
     (progress display).
     """
-    if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
-        raise ValueError(f"repeats must be a positive integer, got {repeats!r}")
+    check_positive_int("repeats", repeats)
     table = TRAINING_RIVALS if training else RIVALS
     rivals = list(table) if rivals is None else list(rivals)
     unknown = [r for r in rivals if r not in table]

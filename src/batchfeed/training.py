@@ -15,6 +15,8 @@ from dataclasses import asdict, dataclass, field
 import torch
 from torch import nn
 
+from ._checks import check_positive_int
+
 __all__ = [
     "DivergenceError",
     "History",
@@ -87,9 +89,8 @@ def make_model(features: int = 3, classes: int = 2, seed: int = 0) -> nn.Sequent
     The weights follow ``nn.Linear``'s default initialisation, U(-1/sqrt(features),
     1/sqrt(features)), drawn from a private generator: the global RNG is not touched.
     """
-    for name, v in (("features", features), ("classes", classes)):
-        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-            raise ValueError(f"{name} must be a positive integer, got {v!r}")
+    check_positive_int("features", features)
+    check_positive_int("classes", classes)
     model = nn.Sequential(nn.Linear(features, classes, device="meta")).to_empty(device="cpu")
     g = torch.Generator().manual_seed(int(seed))
     bound = 1.0 / math.sqrt(features)
@@ -223,8 +224,7 @@ def train_full_batch(
     more gives full-batch GD as many updates as a mini-batch run, for a fair comparison).
     The data is moved to ``device`` (default: the model's device) once.
     """
-    if isinstance(steps_per_epoch, bool) or not isinstance(steps_per_epoch, int) or steps_per_epoch < 1:
-        raise ValueError(f"steps_per_epoch must be a positive integer, got {steps_per_epoch!r}")
+    check_positive_int("steps_per_epoch", steps_per_epoch)
     dev = torch.device(device) if device is not None else _model_device(model)
     model.to(dev)
     Xd, yd = X.to(dev), y.to(dev)

@@ -48,6 +48,12 @@ def _check_seed(seed: Any) -> int:
     return seed
 
 
+def _check_std(std: Any) -> float:
+    if isinstance(std, bool) or not isinstance(std, (int, float)) or not math.isfinite(std) or std < 0:
+        raise ValueError(f"std must be a non-negative finite number, got {std!r}")
+    return float(std)
+
+
 def _check_p(p: Any) -> float:
     if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0.0 <= p <= 1.0:
         raise ValueError(f"p must be a probability in [0, 1], got {p!r}")
@@ -233,9 +239,7 @@ class GaussianNoise(_Random):
     """``x + std * N(0, 1)`` noise of x's shape (float32 for integer input)."""
 
     def __init__(self, std: float, *, seed: int = 0) -> None:
-        if isinstance(std, bool) or not isinstance(std, (int, float)) or not math.isfinite(std) or std < 0:
-            raise ValueError(f"std must be a non-negative finite number, got {std!r}")
-        self.std, self.seed = float(std), _check_seed(seed)
+        self.std, self.seed = _check_std(std), _check_seed(seed)
 
     def __call__(self, x: torch.Tensor, *, generator: torch.Generator | None = None) -> torch.Tensor:
         x = _float(x)
@@ -333,9 +337,7 @@ class BatchGaussianNoise(_BatchRandom):
     """``x + std * N(0, 1)`` for a whole batch, drawn on the batch's device."""
 
     def __init__(self, std: float, *, seed: int = 0) -> None:
-        if isinstance(std, bool) or not isinstance(std, (int, float)) or not math.isfinite(std) or std < 0:
-            raise ValueError(f"std must be a non-negative finite number, got {std!r}")
-        self.std, self.seed = float(std), _check_seed(seed)
+        self.std, self.seed = _check_std(std), _check_seed(seed)
 
     def __call__(self, x: torch.Tensor, *, generator: torch.Generator | None = None) -> torch.Tensor:
         x = _float(x)

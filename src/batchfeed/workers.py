@@ -29,6 +29,8 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
+from ._checks import check_positive_int
+
 __all__ = [
     "NamedSampleErrors",
     "SlowDataset",
@@ -227,8 +229,7 @@ def worker_speedups(
     epoch over the first two batches runs first, so one-off start-up costs are not
     charged to whichever configuration happens to be timed first.
     """
-    if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
-        raise ValueError(f"rounds must be a positive integer, got {rounds!r}")
+    check_positive_int("rounds", rounds)
     # One untimed epoch over a few batches first: the process's first epoch pays one-off
     # costs (lazy imports, first collate), which would be charged to num_workers=0.
     few = Subset(dataset, range(min(len(dataset), 2 * kwargs.get("batch_size", 32))))  # type: ignore[arg-type]

@@ -17,6 +17,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from .._checks import check_positive_int  # noqa: F401 - re-exported for the sources
+
 __all__ = ["SourceDataset", "SourceError", "NpyHeader", "check_index", "check_positive_int", "existing_file", "read_npy_header",
            "apply_transform", "sample_generator", "natural_key", "window_count"]
 
@@ -33,13 +35,6 @@ def existing_file(path: str | os.PathLike, what: str = "file") -> Path:
     if p.is_dir():
         raise IsADirectoryError(f"{what} {str(p)!r} is a directory, expected a file")
     return p
-
-
-def check_positive_int(name: str, value: Any) -> int:
-    """``value`` if it is a positive int (not bool); else ValueError naming ``name`` and the value."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return int(value)
 
 
 def check_index(owner: str, idx: Any, n: int) -> int:

@@ -10,7 +10,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from ._common import NpyHeader, SourceDataset, SourceError, check_index, read_npy_header
+from ._common import (
+    NpyHeader,
+    SourceDataset,
+    SourceError,
+    check_index,
+    check_positive_int,
+    read_npy_header,
+)
 
 __all__ = ["NpyDataset", "write_npy_dataset"]
 
@@ -156,8 +163,7 @@ def write_npy_dataset(
     Returns the two paths.
     """
     for name, v in (("n", n), ("features", features), ("chunk_rows", chunk_rows)):
-        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-            raise ValueError(f"{name} must be a positive integer, got {v!r}")
+        check_positive_int(name, v)
     d = Path(directory)
     d.mkdir(parents=True, exist_ok=True)
     px, py = d / "X.npy", d / "y.npy"
