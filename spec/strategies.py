@@ -40,12 +40,6 @@ def pair_data(draw, min_n: int = 1, max_n: int = 64):
     return X, y
 
 
-@st.composite
-def loader_shapes(draw):
-    """``(n, batch_size, drop_last)`` for batching properties. Example: ``(97, 8, True)``."""
-    return draw(sizes), draw(batch_sizes), draw(drop_lasts)
-
-
 # --- lazy sources and transforms -------------------------------------------------------
 
 

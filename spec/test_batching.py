@@ -13,7 +13,14 @@ from torch.utils.data import BatchSampler, Sampler, SequentialSampler, TensorDat
 
 from batchfeed import PairDataset
 
-from .helpers import DictDataset, IndexedDataset, assert_aligned, assert_batch_sizes, epoch, epoch_labels
+from .helpers import (
+    DictDataset,
+    IndexedDataset,
+    assert_aligned,
+    assert_batch_sizes,
+    epoch,
+    epoch_labels,
+)
 from .strategies import batch_sizes, drop_lasts, feature_dtypes, label_dtypes, sizes
 
 

@@ -7,7 +7,14 @@ when torch sees no CUDA device.
 import pytest
 import torch
 
-from batchfeed import PairDataset, compare, make_model, make_seed_data, train_full_batch, train_minibatch
+from batchfeed import (
+    PairDataset,
+    compare,
+    make_model,
+    make_seed_data,
+    train_full_batch,
+    train_minibatch,
+)
 
 
 class DeviceRecorder(torch.nn.Module):

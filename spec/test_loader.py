@@ -28,7 +28,13 @@ from torch.utils.data import (
 from batchfeed import PairDataset, TensorLoader
 from batchfeed.throughput import make_data, measure_epochs
 
-from .helpers import DictDataset, IndexedDataset, TutorialDataset, assert_aligned, assert_batch_sizes
+from .helpers import (
+    DictDataset,
+    IndexedDataset,
+    TutorialDataset,
+    assert_aligned,
+    assert_batch_sizes,
+)
 from .strategies import batch_sizes, drop_lasts, sizes
 
 seeds = st.integers(min_value=0, max_value=2**63 - 1)

@@ -43,15 +43,6 @@ LINEAR = 0.9
 BUDGET_N, BUDGET_F, BUDGET = 8192, 1024, 8 << 20
 
 
-@pytest.fixture(autouse=True)
-def _one_intra_op_thread():
-    """The gradient tests' models are tiny: one intra-op thread spares them thread-pool spinning on a busy machine (20 ms vs 0.3 ms a step here)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def scaling(tmp_path_factory):
     """Peak RSS of each way of training at each N, measured once for the module (its ~200 MB of data deleted after)."""

@@ -24,7 +24,13 @@ import pytest
 import torch
 
 from batchfeed import PairDataset, make_seed_data
-from batchfeed.workers import NamedSampleErrors, SlowDataset, cpu_count, seed_worker, worker_speedups
+from batchfeed.workers import (
+    NamedSampleErrors,
+    SlowDataset,
+    cpu_count,
+    seed_worker,
+    worker_speedups,
+)
 
 from .worker_datasets import (
     AugmentedDataset,

@@ -12,7 +12,14 @@ from hypothesis import strategies as st
 
 from batchfeed import order_pattern_experiment
 
-from .helpers import IndexedDataset, assert_aligned, assert_permutation, chi2_statistic, chi2_threshold, epoch_labels
+from .helpers import (
+    IndexedDataset,
+    assert_aligned,
+    assert_permutation,
+    chi2_statistic,
+    chi2_threshold,
+    epoch_labels,
+)
 from .strategies import batch_sizes, sizes
 
 

@@ -31,8 +31,7 @@ from batchfeed.sources import (
     write_npy_dataset,
 )
 
-from .strategies import pair_data
-from .strategies import csv_tables, window_shapes
+from .strategies import csv_tables, pair_data, window_shapes
 
 # --- file builders ------------------------------------------------------------------------
 

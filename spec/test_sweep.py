@@ -9,7 +9,12 @@ from hypothesis import strategies as st
 from torch.nn import functional as F
 
 from batchfeed import make_model, make_seed_data
-from batchfeed.experiments import (batch_size_sweep, fit_noise_model, gradient_noise_scale, steps_to_target)
+from batchfeed.experiments import (
+    batch_size_sweep,
+    fit_noise_model,
+    gradient_noise_scale,
+    steps_to_target,
+)
 from batchfeed.report import format_sweep
 
 

@@ -7,7 +7,13 @@ import torch
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from batchfeed import PairDataset, make_model, make_seed_data, train_full_batch, train_minibatch
+from batchfeed import (
+    PairDataset,
+    make_model,
+    make_seed_data,
+    train_full_batch,
+    train_minibatch,
+)
 
 
 class StepCounter:

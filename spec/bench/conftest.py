@@ -12,7 +12,15 @@ import os
 
 import pytest
 
-from batchfeed.throughput import RIVALS, TRAINING_RIVALS, BenchData, Measurement, device_name, format_table, make_data
+from batchfeed.throughput import (
+    RIVALS,
+    TRAINING_RIVALS,
+    BenchData,
+    Measurement,
+    device_name,
+    format_table,
+    make_data,
+)
 
 
 def _size(name: str, default: str) -> int:

@@ -18,7 +18,6 @@ Command line (one process stops, another continues)::
 from __future__ import annotations
 
 import argparse
-import math
 import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
@@ -28,7 +27,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ._checks import check_positive_int
+from ._checks import check_positive_float, check_positive_int
 from .datasets import PairDataset, make_seed_data
 from .training import make_model
 
@@ -57,8 +56,7 @@ class RunConfig:
     def __post_init__(self) -> None:
         for name in ("n", "features", "batch_size", "steps"):
             check_positive_int(name, getattr(self, name))
-        if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
-            raise ValueError(f"lr must be a positive finite number, got {self.lr!r}")
+        check_positive_float("lr", self.lr)
         if not (isinstance(self.momentum, (int, float)) and 0 <= self.momentum < 1):
             raise ValueError(f"momentum must be in [0, 1), got {self.momentum!r}")
         if self.loader not in LOADERS:

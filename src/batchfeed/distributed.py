@@ -33,7 +33,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 from torch.utils.data.distributed import DistributedSampler
 
-from ._checks import check_positive_int
+from ._checks import check_positive_float, check_positive_int
 from .datasets import PairDataset, make_seed_data
 from .training import make_model
 
@@ -59,6 +59,7 @@ class DDPConfig:
     def __post_init__(self) -> None:
         for name in ("n", "features", "batch_size", "steps"):
             check_positive_int(name, getattr(self, name))
+        check_positive_float("lr", self.lr)
         if self.batch_size > self.n:
             raise ValueError(f"batch_size ({self.batch_size}) must not exceed n ({self.n}): no full batch per epoch")
 

@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, field
 import torch
 from torch import nn
 
-from ._checks import check_positive_int
+from ._checks import check_positive_float, check_positive_int
 
 __all__ = [
     "DivergenceError",
@@ -120,11 +120,6 @@ def _model_device(model: nn.Module) -> torch.device:
     return p.device if p is not None else torch.device("cpu")
 
 
-def _check_lr(lr: float) -> None:
-    if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
-        raise ValueError(f"lr must be a positive finite number, got {lr!r}")
-
-
 def _check_epochs(epochs: int) -> None:
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 0:
         raise ValueError(f"epochs must be a non-negative integer, got {epochs!r}")
@@ -156,7 +151,7 @@ def _run(
     device: torch.device,
     on_epoch: Callable[[History], None] | None,
 ) -> History:
-    _check_lr(lr)
+    check_positive_float("lr", lr)
     _check_epochs(epochs)
     loss_fn = loss_fn or nn.CrossEntropyLoss()
     optimizer = optimizer or torch.optim.SGD(model.parameters(), lr=lr)
