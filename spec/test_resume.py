@@ -99,6 +99,7 @@ class Setup:
     seed: int = 0
 
     def make(self):
+        loader_class = factory(self.name)  # skips, naming why, before anything imports torchdata
         dataset = IndexedDataset(self.n, 2)
         kw = dict(batch_size=self.batch_size, shuffle=self.shuffle, drop_last=self.drop_last,
                   generator=torch.Generator().manual_seed(self.seed))
@@ -109,7 +110,7 @@ class Setup:
 
             kw.update(shuffle=False, generator=torch.Generator().manual_seed(self.seed + 1),
                       sampler=RandomSampler(dataset, generator=torch.Generator().manual_seed(self.seed)))
-        return factory(self.name)(dataset, **kw)
+        return loader_class(dataset, **kw)
 
     @property
     def batches_per_epoch(self) -> int:

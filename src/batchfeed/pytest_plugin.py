@@ -198,6 +198,9 @@ def device(pytestconfig: pytest.Config) -> torch.device:
     dev = torch.device(_device_option(pytestconfig))
     if dev.type == "cuda" and not torch.cuda.is_available():
         pytest.skip(f"--device={dev}: no CUDA device (torch.cuda.is_available() is False)")
+    if dev.type == "cuda" and dev.index is None:
+        # Tensors report cuda:0, never bare cuda: name the device they will compare equal to.
+        dev = torch.device("cuda", torch.cuda.current_device())
     return dev
 
 
