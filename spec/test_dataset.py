@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from batchfeed import PairDataset, make_seed_data
 
-from .strategies import pair_data
+from spec.strategies import pair_data
 
 
 @given(data=pair_data(max_n=64))

@@ -28,14 +28,14 @@ from torch.utils.data import (
 from batchfeed import PairDataset, TensorLoader
 from batchfeed.throughput import make_data, measure_epochs
 
-from .helpers import (
+from spec.helpers import (
     DictDataset,
     IndexedDataset,
     TutorialDataset,
     assert_aligned,
     assert_batch_sizes,
 )
-from .strategies import batch_sizes, drop_lasts, sizes
+from spec.strategies import batch_sizes, drop_lasts, sizes
 
 seeds = st.integers(min_value=0, max_value=2**63 - 1)
 #: chunk_bytes=1 makes every batch its own gather; 100 a few batches per chunk; None the default.

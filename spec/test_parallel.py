@@ -32,7 +32,7 @@ from batchfeed.workers import (
     worker_speedups,
 )
 
-from .worker_datasets import (
+from spec.worker_datasets import (
     AugmentedDataset,
     DyingDataset,
     FailingDataset,

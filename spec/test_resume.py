@@ -25,8 +25,8 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from .helpers import IndexedDataset
-from .worker_datasets import NpyFilesDataset, write_npy_samples
+from spec.helpers import IndexedDataset
+from spec.worker_datasets import NpyFilesDataset, write_npy_samples
 
 pytestmark = pytest.mark.filterwarnings("ignore:'set_vital' is deprecated")
 

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from batchfeed import order_pattern_experiment
 
-from .helpers import (
+from spec.helpers import (
     IndexedDataset,
     assert_aligned,
     assert_permutation,
@@ -20,7 +20,7 @@ from .helpers import (
     chi2_threshold,
     epoch_labels,
 )
-from .strategies import batch_sizes, sizes
+from spec.strategies import batch_sizes, sizes
 
 
 @given(n=sizes, batch_size=batch_sizes, seed=st.integers(0, 2**31 - 1))

@@ -31,7 +31,7 @@ from batchfeed.sources import (
     write_npy_dataset,
 )
 
-from .strategies import csv_tables, pair_data, window_shapes
+from spec.strategies import csv_tables, pair_data, window_shapes
 
 # --- file builders ------------------------------------------------------------------------
 

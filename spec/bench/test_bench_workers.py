@@ -27,7 +27,7 @@ from batchfeed import PairDataset, make_seed_data
 from batchfeed.throughput import device_name
 from batchfeed.workers import SlowDataset, cpu_count, training_epoch
 
-from ..worker_datasets import write_noise_pngs
+from spec.worker_datasets import write_noise_pngs
 
 WORKERS = [0, 1, 2, 4]
 LATENCY, LATENCY_N, LATENCY_B = 0.010, 192, 16

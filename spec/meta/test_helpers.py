@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from ..helpers import (
+from spec.helpers import (
     IndexedDataset,
     assert_aligned,
     assert_batch_sizes,

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 SPEC = Path(__file__).resolve().parents[1]
-MODULES = [str(SPEC / "test_batching.py"), str(SPEC / "test_shuffling.py")]
+MODULES = [str(path) for name in ("test_batching.py", "test_shuffling.py") for path in SPEC.rglob(name)]
 
 EXPECTED_FAILURES = {
     "drops_partial_last_batch": ["test_len_is_ceil_or_floor_of_n_over_b", "test_every_batch_but_the_last_is_full",
