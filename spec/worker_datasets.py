@@ -1,4 +1,4 @@
-"""Datasets for the worker, resume and failure specs (spec/test_parallel.py, spec/test_resume.py).
+"""Datasets for the worker, resume and failure specs (spec/conformance/test_parallel.py, spec/conformance/test_resume.py).
 
 They live in a module of their own, not in a test module, so that DataLoader workers can
 import them under any start method (fork, forkserver, spawn).

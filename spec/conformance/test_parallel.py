@@ -2,7 +2,7 @@
 how a failing or dying worker reaches the caller, with nothing lost.
 
 The loader-conformance basics (the same seed gives the same batches with ``num_workers``
-0 and 2, every sample exactly once) are in spec/test_workers.py. Tests that use ``make_loader`` run against the
+0 and 2, every sample exactly once) are in spec/conformance/test_workers.py. Tests that use ``make_loader`` run against the
 loader under test and skip when it does not take ``num_workers``; the C12 measurement uses
 torch's ``DataLoader``, the tutorial's loader.
 """

@@ -69,7 +69,7 @@ def make_stateful_loader(dataset: PairDataset, *, batch_size: int, seed: int, lo
     ``"torchdata"`` gives the sampler a generator of its own: with the loader's
     ``generator`` shared by sampler and iterator (``shuffle=True, generator=g``), torchdata
     0.11 resumes the saved epoch right but the epochs after it differently (see
-    spec/test_resume.py, ``SDL_SHARED_GENERATOR``).
+    spec/conformance/test_resume.py, ``SDL_SHARED_GENERATOR``).
     """
     if loader == "batchfeed":
         from .loader import TensorLoader
