@@ -291,12 +291,6 @@ def test_iterator_left_in_a_cycle_by_a_worker_error_shuts_down_slowly(make_loade
     assert elapsed > 4, f"gc.collect() took {elapsed:.1f} s: torch no longer leaves the iterator in a slow cycle"
 
 
-def _stateful_loader():
-    return pytest.importorskip(
-        "torchdata.stateful_dataloader", reason="torchdata is not installed (pip install batchfeed[conformance])"
-    ).StatefulDataLoader
-
-
 def _npy_files(root):
     paths = write_npy_samples(root, 24)
     return paths, lambda: NpyFilesDataset(root), lambda batch: batch[1].tolist(), "sample {i} ({name})"
@@ -309,16 +303,15 @@ def _image_folder(root):
             lambda batch: (batch[0].mean(dim=(1, 2, 3)) * 255).round().long().tolist(), "{name}")
 
 
-@pytest.mark.filterwarnings("ignore:'set_vital' is deprecated")
 @pytest.mark.parametrize("num_workers", [0, 2], ids=["main-process", "2-workers"])
 @pytest.mark.parametrize("lazy", [_npy_files, _image_folder], ids=["npy-files", "batchfeed-ImageFolderDataset"])
-def test_corrupt_lazy_sample_is_named_and_the_saved_state_resumes_past_it(tmp_path, lazy, num_workers):
+def test_corrupt_lazy_sample_is_named_and_the_saved_state_resumes_past_it(make_loader, tmp_path, lazy, num_workers):
     """A corrupt file is named in the error; from the state saved after the last good batch, a fresh loader over the repaired data yields exactly the remaining batches."""
-    StatefulDataLoader = _stateful_loader()
+    make_loader.require("resume")
     paths, dataset, sample_ids, names_it = lazy(tmp_path / "samples")
 
     def make(ds):
-        return StatefulDataLoader(ds, batch_size=4, shuffle=True, num_workers=num_workers, generator=_gen(2))
+        return make_loader(ds, batch_size=4, shuffle=True, num_workers=num_workers, generator=_gen(2))
 
     expected = [sample_ids(b) for b in make(dataset())]
     bad = 13
@@ -348,19 +341,13 @@ def test_corrupt_lazy_sample_is_named_and_the_saved_state_resumes_past_it(tmp_pa
     assert delivered + rest == expected, f"resumed run lost or repeated batches: {delivered} + {rest} != {expected}"
 
 
-@pytest.mark.filterwarnings("ignore:'set_vital' is deprecated")
-@pytest.mark.parametrize("num_workers", [
-    pytest.param(0, id="main-process", marks=pytest.mark.xfail(strict=True, reason=(
-        "torchdata 0.11 StatefulDataLoader, num_workers=0: the sampler has already moved past the failed "
-        "batch, so the state skips it and its good samples are lost"))),
-    pytest.param(2, id="2-workers"),
-])
-def test_state_taken_after_a_failed_batch_retries_that_batch(num_workers):
+@pytest.mark.parametrize("num_workers", [0, 2], ids=["main-process", "2-workers"])
+def test_state_taken_after_a_failed_batch_retries_that_batch(make_loader, num_workers):
     """state_dict() taken right after a batch failed resumes at that batch: its good samples are not lost."""
-    StatefulDataLoader = _stateful_loader()
+    make_loader.require("resume")
 
     def make(ds):
-        return StatefulDataLoader(ds, batch_size=4, num_workers=num_workers, generator=_gen(0))
+        return make_loader(ds, batch_size=4, num_workers=num_workers, generator=_gen(0))
 
     loader = make(FailingDataset(20, bad=9, message="sample {i}: corrupt"))
     kind, text, batches = load_until_error(loader, "a loader whose sample 9 raises")

@@ -13,22 +13,19 @@ Run against torchdata's ``StatefulDataLoader`` (the reference) and batchfeed's
 
 from __future__ import annotations
 
-import importlib
 import io
-import json
-import subprocess
-import sys
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 import torch
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
+from torch.utils.data import RandomSampler
 
 from spec.helpers import IndexedDataset
 from spec.worker_datasets import NpyFilesDataset, write_npy_samples
 
-pytestmark = pytest.mark.filterwarnings("ignore:'set_vital' is deprecated")
 
 EPOCHS = 4
 
@@ -37,80 +34,38 @@ class LaterEpochsDiffer(AssertionError):
     """The resumed epoch was right, but an epoch after it differs from the uninterrupted run."""
 
 
-# --- the loaders under test --------------------------------------------------------------
+# --- how the loader under test is built ----------------------------------------------------
 
-IMPLEMENTATIONS = {
-    "StatefulDataLoader": ("torchdata.stateful_dataloader", "StatefulDataLoader",
-                           "torchdata is not installed (pip install 'batchfeed[test]')"),
-    "TensorLoader": ("batchfeed.loader", "TensorLoader", "batchfeed.TensorLoader is not available"),
-    # The work-around for the deviation below, as batchfeed.checkpoint builds its loader:
-    # the sampler gets a generator of its own.
-    "StatefulDataLoader-own-sampler-generator": ("torchdata.stateful_dataloader", "StatefulDataLoader",
-                                                 "torchdata is not installed (pip install 'batchfeed[test]')"),
-}
-
-# torchdata 0.11, num_workers=0, shuffle=True with generator=g (DataLoader's reproducible
-# recipe): the sampler restores g to its state at the start of the saved epoch and redraws
-# the permutation, but the iterator's per-epoch base-seed draw from the same g is not
-# replayed, so every epoch after the resumed one differs from the uninterrupted run. A
-# sampler with its own generator (sampler=RandomSampler(ds, generator=g1), generator=g2)
-# does not have the problem.
-SDL_SHARED_GENERATOR = pytest.mark.xfail(
-    raises=LaterEpochsDiffer, strict=True,
-    reason="torchdata 0.11 StatefulDataLoader(shuffle=True, generator=g, num_workers=0): epochs after the "
-           "resumed one differ; the per-epoch base-seed draw from g is not replayed on load")
-
-
-def factory(name: str):
-    """The loader class behind ``name``, or a skip naming why it is not available."""
-    module, attr, why = IMPLEMENTATIONS[name]
-    try:
-        return getattr(importlib.import_module(module), attr)
-    except (ImportError, AttributeError) as exc:
-        pytest.skip(f"{why}: {exc}")
-
-
-def configs():
-    """(loader, shuffle, num_workers=0) params with readable ids and the known deviations marked.
-
-    Workers are covered by test_resume_with_workers (StatefulDataLoader only: TensorLoader
-    refuses num_workers > 0 by name).
-    """
-    out = []
-    for name in IMPLEMENTATIONS:
-        for shuffle in (False, True):
-            if name.endswith("own-sampler-generator") and not shuffle:
-                continue  # the same loader as StatefulDataLoader-in-order
-            marks = [SDL_SHARED_GENERATOR] if name == "StatefulDataLoader" and shuffle else []
-            out.append(pytest.param(name, shuffle, 0, marks=marks, id=f"{name}-{'shuffled' if shuffle else 'in-order'}"))
-    return out
+#: How each case orders the samples: DataLoader's reproducible recipe (shuffle=True with a
+#: seeded generator), in order, or a user's sampler with a generator of its own (the loader's
+#: generator seeded differently), as batchfeed.checkpoint builds its loaders.
+ORDERS = ["in-order", "shuffled", "own-sampler"]
+ORDER = pytest.mark.parametrize("order", ORDERS)
 
 
 @dataclass(frozen=True)
 class Setup:
     """How every loader of one test is built: the same arguments each time."""
 
-    name: str
+    build: Any  # the make_loader fixture
+    order: str
     n: int
     batch_size: int
-    shuffle: bool
     drop_last: bool
     num_workers: int = 0
     seed: int = 0
 
     def make(self):
-        loader_class = factory(self.name)  # skips, naming why, before anything imports torchdata
+        self.build.require("resume")
         dataset = IndexedDataset(self.n, 2)
-        kw = dict(batch_size=self.batch_size, shuffle=self.shuffle, drop_last=self.drop_last,
+        kw = dict(batch_size=self.batch_size, drop_last=self.drop_last, shuffle=self.order == "shuffled",
                   generator=torch.Generator().manual_seed(self.seed))
         if self.num_workers:
             kw["num_workers"] = self.num_workers
-        if self.name.endswith("own-sampler-generator") and self.shuffle:
-            from torchdata.stateful_dataloader.sampler import RandomSampler
-
-            kw.update(shuffle=False, generator=torch.Generator().manual_seed(self.seed + 1),
+        if self.order == "own-sampler":
+            kw.update(generator=torch.Generator().manual_seed(self.seed + 1),
                       sampler=RandomSampler(dataset, generator=torch.Generator().manual_seed(self.seed)))
-        return loader_class(dataset, **kw)
+        return self.build(dataset, **kw)
 
     @property
     def batches_per_epoch(self) -> int:
@@ -212,10 +167,10 @@ N, B = 23, 5
 
 
 @DROP
-@pytest.mark.parametrize(("name", "shuffle", "num_workers"), configs())
-def test_state_of_a_fresh_loader_replays_every_epoch(name, shuffle, num_workers, drop_last):
+@ORDER
+def test_state_of_a_fresh_loader_replays_every_epoch(make_loader, order, drop_last):
     """The state of a loader never iterated, loaded into a fresh one, gives every epoch of the uninterrupted run."""
-    setup = Setup(name, N, B, shuffle, drop_last, num_workers)
+    setup = Setup(make_loader, order, N, B, drop_last)
     state = setup.make().state_dict()
     loader = setup.make()
     loader.load_state_dict(state)
@@ -225,57 +180,57 @@ def test_state_of_a_fresh_loader_replays_every_epoch(name, shuffle, num_workers,
 
 
 @DROP
-@pytest.mark.parametrize(("name", "shuffle", "num_workers"), configs())
-def test_resume_before_the_first_batch(name, shuffle, num_workers, drop_last):
+@ORDER
+def test_resume_before_the_first_batch(make_loader, order, drop_last):
     """A state saved after iter() but before the first batch resumes the whole epoch."""
-    check(Setup(name, N, B, shuffle, drop_last, num_workers), Point(0, 0))
+    check(Setup(make_loader, order, N, B, drop_last), Point(0, 0))
 
 
 @DROP
-@pytest.mark.parametrize(("name", "shuffle", "num_workers"), configs())
-def test_resume_mid_epoch(name, shuffle, num_workers, drop_last):
+@ORDER
+def test_resume_mid_epoch(make_loader, order, drop_last):
     """A state saved mid-epoch resumes with exactly the batches that were left, then the same later epochs."""
-    check(Setup(name, N, B, shuffle, drop_last, num_workers), Point(0, 2))
+    check(Setup(make_loader, order, N, B, drop_last), Point(0, 2))
 
 
 @DROP
-@pytest.mark.parametrize(("name", "shuffle", "num_workers"), configs())
-def test_resume_at_the_last_batch(name, shuffle, num_workers, drop_last):
+@ORDER
+def test_resume_at_the_last_batch(make_loader, order, drop_last):
     """A state saved after the last batch, before StopIteration, resumes with an empty rest of that epoch, then the next epochs."""
-    setup = Setup(name, N, B, shuffle, drop_last, num_workers)
+    setup = Setup(make_loader, order, N, B, drop_last)
     check(setup, Point(0, setup.batches_per_epoch))
 
 
 @DROP
-@pytest.mark.parametrize(("name", "shuffle", "num_workers"), configs())
-def test_resume_after_the_epoch(name, shuffle, num_workers, drop_last):
+@ORDER
+def test_resume_after_the_epoch(make_loader, order, drop_last):
     """A state saved after the epoch's StopIteration resumes with the next epoch, in full."""
-    check(Setup(name, N, B, shuffle, drop_last, num_workers), Point(0, finished=True))
+    check(Setup(make_loader, order, N, B, drop_last), Point(0, finished=True))
 
 
 @DROP
-@pytest.mark.parametrize(("name", "shuffle", "num_workers"), configs())
-def test_resume_in_a_later_epoch(name, shuffle, num_workers, drop_last):
+@ORDER
+def test_resume_in_a_later_epoch(make_loader, order, drop_last):
     """A state saved in the third epoch resumes that epoch's order (not the first epoch's), then the fourth."""
-    check(Setup(name, N, B, shuffle, drop_last, num_workers), Point(2, 1))
+    check(Setup(make_loader, order, N, B, drop_last), Point(2, 1))
 
 
-@pytest.mark.parametrize("shuffle", [False, True], ids=["in-order", "shuffled"])
+@pytest.mark.parametrize("order", ["in-order", "shuffled"])
 @pytest.mark.parametrize("stop", [Point(0, 2), Point(2, 1)], ids=["mid-epoch", "later-epoch"])
-def test_resume_with_workers(shuffle, stop):
-    """StatefulDataLoader with 2 workers resumes mid-epoch and in a later epoch to exactly the uninterrupted run."""
-    check(Setup("StatefulDataLoader", N, B, shuffle, False, num_workers=2), stop)
+def test_resume_with_workers(make_loader, order, stop):
+    """With 2 worker processes the loader resumes mid-epoch and in a later epoch to exactly the uninterrupted run."""
+    check(Setup(make_loader, order, N, B, False, num_workers=2), stop)
 
 
-@pytest.mark.parametrize(("name", "shuffle", "num_workers"), configs())
+@ORDER
 @pytest.mark.parametrize("stops", [
     (Point(0, 1), Point(0, 3)),
     (Point(0, 1), Point(1, 2)),
     (Point(0, finished=True), Point(1, 1)),
 ], ids=["same-epoch", "next-epoch", "after-epoch-then-mid"])
-def test_two_resumes_in_a_row(name, shuffle, num_workers, stops):
+def test_two_resumes_in_a_row(make_loader, order, stops):
     """Resuming, running on, saving again and resuming again still gives the uninterrupted run."""
-    check(Setup(name, N, B, shuffle, False, num_workers), *stops)
+    check(Setup(make_loader, order, N, B, False), *stops)
 
 
 def _torch_round_trip(state):
@@ -285,41 +240,19 @@ def _torch_round_trip(state):
     return torch.load(buf, weights_only=True)
 
 
-@pytest.mark.parametrize(("name", "shuffle", "num_workers"), configs())
-def test_state_survives_torch_save_with_weights_only(name, shuffle, num_workers):
+@ORDER
+def test_state_survives_torch_save_with_weights_only(make_loader, order):
     """The state survives torch.save / torch.load(weights_only=True), as a training checkpoint stores it."""
-    check(Setup(name, N, B, shuffle, False, num_workers), Point(1, 2), transport=_torch_round_trip)
+    check(Setup(make_loader, order, N, B, False), Point(1, 2), transport=_torch_round_trip)
 
 
-SDL_NOT_JSON = pytest.mark.xfail(
-    raises=TypeError, strict=True,
-    reason="torchdata 0.11 StatefulDataLoader(shuffle=True): the state holds the sampler's generator state as a "
-           "torch.uint8 tensor, which JSON cannot encode; store it with torch.save")
-
-
-@pytest.mark.parametrize(("name", "shuffle"), [
-    pytest.param("StatefulDataLoader", False, id="StatefulDataLoader-in-order"),
-    pytest.param("StatefulDataLoader", True, id="StatefulDataLoader-shuffled", marks=SDL_NOT_JSON),
-    pytest.param("TensorLoader", False, id="TensorLoader-in-order"),
-    pytest.param("TensorLoader", True, id="TensorLoader-shuffled"),
-])
-def test_state_survives_a_json_round_trip(name, shuffle):
-    """The state is plain JSON: json.dumps then json.loads gives a state that resumes exactly (same epoch)."""
-    setup = Setup(name, N, B, shuffle, False)
-    expected = reference(setup)
-    loader = setup.make()
-    _, state = segment(loader, None, Point(0, 2))
-    text = json.dumps(state)
-    resumed = setup.make()
-    resumed.load_state_dict(json.loads(text))
-    rest = [labels(b) for b in resumed]
-    assert rest == expected[0][2:], f"after a JSON round trip: {rest}, expected {expected[0][2:]} [{setup}]"
-
-
+# One failure type per run (not an ExceptionGroup of every distinct failure), so a loader's
+# known deviation can name it with raises=.
+@settings(report_multiple_bugs=False)
 @given(n=st.integers(1, 40), batch_size=st.integers(1, 8), drop_last=st.booleans(), seed=st.integers(0, 2**31),
        data=st.data())
-def _resume_property(name, shuffle, n, batch_size, drop_last, seed, data):
-    setup = Setup(name, n, batch_size, shuffle, drop_last, 0, seed)
+def _resume_property(make_loader, order, n, batch_size, drop_last, seed, data):
+    setup = Setup(make_loader, order, n, batch_size, drop_last, 0, seed)
     per_epoch = setup.batches_per_epoch
     epoch = data.draw(st.integers(0, EPOCHS - 1), label="epoch")
     finished = data.draw(st.booleans(), label="finished")
@@ -327,22 +260,22 @@ def _resume_property(name, shuffle, n, batch_size, drop_last, seed, data):
     check(setup, Point(epoch, after, finished))
 
 
-@pytest.mark.parametrize(("name", "shuffle", "num_workers"), configs())
-def test_resume_anywhere_gives_the_uninterrupted_run(name, shuffle, num_workers):
+@ORDER
+def test_resume_anywhere_gives_the_uninterrupted_run(make_loader, order):
     """For any dataset size, batch size, drop_last, seed and stop point, the resumed run equals the uninterrupted one."""
-    factory(name)
-    _resume_property(name, shuffle)
+    make_loader.require("resume")
+    _resume_property(make_loader, order)
 
 
 @pytest.mark.parametrize("num_workers", [0, 2], ids=["main-process", "2-workers"])
-def test_lazy_dataset_resumes_mid_epoch(tmp_path, num_workers):
-    """A lazy dataset (one .npy file per sample) read by StatefulDataLoader resumes mid-epoch to the same batches and values."""
-    StatefulDataLoader = factory("StatefulDataLoader")
+def test_lazy_dataset_resumes_mid_epoch(make_loader, tmp_path, num_workers):
+    """A lazy dataset (one .npy file per sample) resumes mid-epoch to the same batches and values."""
+    make_loader.require("resume")
     write_npy_samples(tmp_path, 30, features=2)
 
     def make():
-        return StatefulDataLoader(NpyFilesDataset(tmp_path), batch_size=4, shuffle=True, num_workers=num_workers,
-                                  generator=torch.Generator().manual_seed(4))
+        return make_loader(NpyFilesDataset(tmp_path), batch_size=4, shuffle=True, num_workers=num_workers,
+                           generator=torch.Generator().manual_seed(4))
 
     expected = [(x.clone(), y.clone()) for x, y in make()]
     loader = make()
@@ -356,57 +289,3 @@ def test_lazy_dataset_resumes_mid_epoch(tmp_path, num_workers):
     assert len(got) == len(expected), f"{len(got)} batches after resuming, expected {len(expected)}"
     for k, ((x, y), (xe, ye)) in enumerate(zip(got, expected)):
         assert torch.equal(y, ye) and torch.equal(x, xe), f"batch {k}: labels {y.tolist()}, expected {ye.tolist()}"
-
-
-# --- training resume: model + optimizer + loader, continued in a new process -------------
-
-TRAIN_STEPS, STOP_AT = 100, 45  # 1000 samples / 32 = 32 batches per epoch: stop in epoch 2, end in epoch 4
-
-
-def _max_diff(a: dict, b: dict) -> float:
-    return max(float((a[k] - b[k]).abs().max()) for k in a)
-
-
-def test_training_continued_in_a_new_process_ends_bit_identical(tmp_path):
-    """Model, optimizer and loader state saved at step 45 and continued in a new process end with exactly the uninterrupted run's weights (TensorLoader and StatefulDataLoader)."""
-    from batchfeed.checkpoint import RunConfig, train
-
-    loaders = {"batchfeed": "TensorLoader", "torchdata": "StatefulDataLoader"}
-    for name in loaders.values():
-        factory(name)
-    full, args = {}, []
-    for loader in loaders:
-        config = RunConfig(steps=TRAIN_STEPS, loader=loader)
-        model, steps = train(config)
-        assert steps == TRAIN_STEPS
-        full[loader] = model.state_dict()
-        _, stopped = train(config, stop_at=STOP_AT, checkpoint=tmp_path / f"{loader}.pt")
-        assert stopped == STOP_AT
-        args += [str(tmp_path / f"{loader}.pt"), str(tmp_path / f"{loader}-weights.pt")]
-    # One new process continues both runs (python + torch start-up is the cost here).
-    script = ("import sys; from batchfeed.checkpoint import main\n"
-              "for ckpt, out in zip(sys.argv[1::2], sys.argv[2::2]): main(['--resume', ckpt, '--out', out])")
-    proc = subprocess.run([sys.executable, "-c", script, *args], capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, f"the resuming process failed:\n{proc.stdout}\n{proc.stderr}"
-    problems = []
-    for loader, name in loaders.items():
-        resumed = torch.load(tmp_path / f"{loader}-weights.pt", weights_only=True)
-        different = [k for k in full[loader] if not torch.equal(full[loader][k], resumed[k])]
-        if different:
-            problems.append(f"{name}: {different} differ (max abs diff {_max_diff(full[loader], resumed):.3e})")
-    assert not problems, f"resumed at step {STOP_AT} of {TRAIN_STEPS}, not bit-identical: {'; '.join(problems)}"
-
-
-@pytest.mark.parametrize("forgotten", ["optimizer", "loader"])
-def test_a_checkpoint_without_optimizer_or_loader_state_ends_elsewhere(tmp_path, forgotten):
-    """Resuming without the optimizer's momentum or without the loader's position does not reproduce the run: both are needed."""
-    from batchfeed.checkpoint import RunConfig, train
-
-    factory("TensorLoader")
-    config = RunConfig(steps=TRAIN_STEPS, loader="batchfeed")
-    full, _ = train(config)
-    train(config, stop_at=STOP_AT, checkpoint=tmp_path / "run.pt")
-    restore = tuple(p for p in ("model", "optimizer", "loader") if p != forgotten)
-    partial, _ = train(resume=tmp_path / "run.pt", restore=restore)
-    diff = _max_diff(full.state_dict(), partial.state_dict())
-    assert diff > 1e-4, f"resuming without the {forgotten} state ended only {diff:.1e} from the uninterrupted run"

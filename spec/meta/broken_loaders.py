@@ -19,6 +19,10 @@ __all__ = [
     "samples_with_replacement",
     "misaligns_labels",
     "shuffles_within_blocks",
+    "refuses_every_dataset",
+    "refuses_when_shuffling",
+    "refuses_workers_undeclared",
+    "refuses_generator",
 ]
 
 
@@ -111,3 +115,38 @@ def shuffles_within_blocks(dataset, **kw):
     if kw.pop("shuffle", False):
         kw["sampler"] = _BlockShuffle(len(dataset), kw.get("generator"))
     return DataLoader(dataset, **kw)
+
+
+# --- loaders that refuse work they never declared unsupported --------------------------------
+# A conformance run against any of these must fail: a test skips only for a feature the
+# loader's deviations file declares, never because the loader raised.
+
+def refuses_every_dataset(dataset, **kw):
+    """Refuses to build for any dataset, with a TypeError that names the dataset."""
+    raise TypeError("cannot serve any dataset")
+
+
+def refuses_when_shuffling(dataset, **kw):
+    """Works in order; raises TypeError naming shuffle when asked to shuffle."""
+    if kw.get("shuffle"):
+        raise TypeError("shuffle=True is not supported by this loader")
+    return DataLoader(dataset, **kw)
+
+
+def refuses_workers_undeclared(dataset, **kw):
+    """Raises for num_workers > 0 without declaring num_workers unsupported."""
+    if kw.get("num_workers", 0) > 0:
+        raise TypeError(f"num_workers={kw['num_workers']} is not supported")
+    return DataLoader(dataset, **kw)
+
+
+def refuses_generator(dataset, batch_size=1, shuffle=None, sampler=None, batch_sampler=None, num_workers=0,
+                      collate_fn=None, pin_memory=False, drop_last=False, timeout=0, worker_init_fn=None,
+                      multiprocessing_context=None, *, prefetch_factor=None, persistent_workers=False,
+                      pin_memory_device="", in_order=True):
+    """DataLoader's signature without ``generator``: a caller's seed cannot even be passed."""
+    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, sampler=sampler, batch_sampler=batch_sampler,
+                      num_workers=num_workers, collate_fn=collate_fn, pin_memory=pin_memory, drop_last=drop_last,
+                      timeout=timeout, worker_init_fn=worker_init_fn, multiprocessing_context=multiprocessing_context,
+                      prefetch_factor=prefetch_factor, persistent_workers=persistent_workers,
+                      pin_memory_device=pin_memory_device, in_order=in_order)

@@ -52,3 +52,22 @@ def test_spec_catches_broken_loader(pytester, broken):
     failed, _ = run_spec(pytester, f"spec.meta.broken_loaders:{broken}")
     missing = [t for t in EXPECTED_FAILURES[broken] if t not in failed]
     assert not missing, f"{broken}: expected failures {missing} did not fail (failed: {sorted(failed)})"
+
+
+REFUSING = ["refuses_every_dataset", "refuses_when_shuffling", "refuses_workers_undeclared", "refuses_generator"]
+
+
+@pytest.mark.uses_global_rng
+@pytest.mark.parametrize("refusing", REFUSING)
+def test_a_loader_that_refuses_undeclared_work_fails_the_conformance_run(pytester, refusing):
+    """A loader that raises for work it never declared unsupported makes `pytest spec/conformance` exit 1, not skip to green."""
+    reprec = pytester.inline_run(
+        str(SPEC / "conformance"), f"--loader=spec.meta.broken_loaders:{refusing}", "--hypothesis-profile=meta",
+        "-p", "no:cacheprovider", "-q", "-x", "--rootdir", str(SPEC.parent),
+    )
+    assert reprec.ret == pytest.ExitCode.TESTS_FAILED, f"{refusing}: the conformance run ended with {reprec.ret!r}"
+    _, skipped, failed = reprec.listoutcomes()
+    assert failed, f"{refusing}: nothing failed"
+    for report in skipped:
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        assert "declared unsupported" in reason or "CUDA" in reason, f"{refusing}: {report.nodeid} skipped: {reason}"
