@@ -3,8 +3,9 @@
 * ``--loader=module:callable`` (env ``BATCHFEED_LOADER``): the DataLoader-compatible
   loader the loader-facing tests run against, through the ``make_loader`` fixture.
 * ``--device=cpu|cuda[:N]`` (env ``BATCHFEED_DEVICE``): where models and batches go.
-* ``--loader-xfails=PATH``: known deviations of the loader under test, one test id
-  (or id prefix) per line with ``# reason``, turned into strict xfails.
+* ``--loader-deviations=PATH`` (alias ``--loader-xfails``): what the loader under test
+  declares: ``unsupported: FEATURE, ...`` (only tests needing those skip) and known
+  deviations (exact test ids, strict xfails, optionally ``raises=``), each with ``# reason``.
 * ``@pytest.mark.claim("Cn")`` and the ``claim_figures`` fixture feed the claims ledger
   (:mod:`batchfeed.claims`); ``pytest`` ends with a "claims" section and
   ``--claims-report=PATH`` writes it as Markdown, or JSON for a ``.json`` PATH.
