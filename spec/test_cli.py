@@ -143,6 +143,8 @@ def test_peak_memory_is_reported_for_both_methods(capsys):
         (["--batch-sizes", "a,b"], "--batch-sizes"),
         (["--batch-sizes", "8,,32"], "--batch-sizes"),
         (["--batch-sizes", "8,2000"], "--batch-sizes"),
+        (["--n", "100", "--batch-size", "101"], "--batch-size"),
+        (["--plot", "out.xyz"], "--plot"),
         (["--sweep-lrs", "0.1,-1"], "--sweep-lrs"),
         (["--target-loss", "0"], "--target-loss"),
         (["--max-steps", "0"], "--max-steps"),
@@ -170,6 +172,50 @@ def test_unwritable_output_exits_2_naming_the_path(capsys, option):
     err = capsys.readouterr().err
     assert exc.value.code == 2 and err.count("\n") == 1
     assert option in err and "/proc/batchfeed-out" in err, err
+
+
+@pytest.mark.skipif(not __import__("os").path.exists("/dev/full"), reason="needs Linux's /dev/full")
+@pytest.mark.parametrize("option", ["--plot", "--json"])
+def test_output_to_a_full_device_exits_2_before_the_run(capsys, option):
+    """/dev/full (every write fails with ENOSPC) is refused before any work, in one line naming the option."""
+    with pytest.raises(SystemExit) as exc:
+        main(["compare", option, "/dev/full"])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and err.count("\n") == 1 and option in err and "/dev/full" in err, err
+
+
+def test_a_write_that_fails_after_the_run_exits_2_in_one_line(tmp_path, capsys, monkeypatch):
+    """If the disk fills up during the run, the report is still printed and the failed write is one line, exit 2."""
+    from batchfeed import report
+
+    def full_disk(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(report, "write_json", full_disk)
+    with pytest.raises(SystemExit) as exc:
+        main(["compare", *SMALL, "--no-memory", "--quiet", "--json", str(tmp_path / "out.json")])
+    captured = capsys.readouterr()
+    assert exc.value.code == 2 and captured.err.count("\n") == 1, captured.err
+    assert "--json" in captured.err and "No space left on device" in captured.err
+    assert len(table_rows(captured.out)) == 4, "the report must be printed before the write fails"
+
+
+def test_plot_format_follows_the_suffix(tmp_path, capsys):
+    """--plot out.svg writes SVG, not PNG bytes under an SVG name."""
+    pytest.importorskip("matplotlib")
+    out = tmp_path / "out.svg"
+    assert main(["compare", *SMALL, "--no-memory", "--quiet", "--plot", str(out)]) == 0
+    head = out.read_bytes()[:200]
+    assert b"<svg" in head or head.startswith(b"<?xml"), head[:40]
+
+
+def test_compare_runs_on_one_thread_by_default_and_says_so(capsys):
+    """Without --threads the run uses 1 torch thread (restored afterwards) and the header says so."""
+    before = torch.get_num_threads()
+    assert main(["compare", *SMALL, "--no-memory", "--quiet"]) == 0
+    assert torch.get_num_threads() == before
+    header = capsys.readouterr().out.splitlines()[0]
+    assert "(1 torch thread, --threads)" in header, header
 
 
 def test_cuda_without_a_gpu_says_so(capsys):

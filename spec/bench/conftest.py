@@ -17,6 +17,7 @@ from batchfeed.throughput import (
     TRAINING_RIVALS,
     BenchData,
     Measurement,
+    check_failures,
     device_name,
     format_table,
     make_data,
@@ -97,3 +98,15 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
     terminalreporter.write_line("devices: " + "; ".join(f"{d} = {device_name(d)}" for d in devices))
     for line in format_table(ledger).splitlines():
         terminalreporter.write_line(line)
+    failures = check_failures(ledger)
+    if failures:
+        terminalreporter.write_sep("=", "batchfeed: targets missed beyond the noise margin, or a disturbed run", red=True)
+        for line in failures:
+            terminalreporter.write_line(line)
+
+
+def pytest_sessionfinish(session, exitstatus) -> None:
+    """The benchmark run fails (exit 1) when a target is missed beyond the noise margin or a ratio is impossible."""
+    ledger = session.config.stash.get(_ledger_key, [])
+    if ledger and check_failures(ledger) and exitstatus == pytest.ExitCode.OK:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED

@@ -79,6 +79,13 @@ def list_of(kind: Callable[[str], float | int], what: str) -> Callable[[str], li
     return parse
 
 
+def _is_devnull(path: Path) -> bool:
+    try:
+        return os.path.samefile(path, os.devnull)
+    except OSError:
+        return False
+
+
 def output_file(text: str) -> Path:
     """A file the command can write: its folder exists and takes new files, and it is not a folder.
 
@@ -88,6 +95,9 @@ def output_file(text: str) -> Path:
     path = Path(text)
     if not text or path.is_dir():
         raise argparse.ArgumentTypeError(f"cannot write {text!r}: it is a folder")
+    if path.exists() and not path.is_file() and not _is_devnull(path):
+        # /dev/full, a FIFO, a terminal: a report written there is lost or blocks.
+        raise argparse.ArgumentTypeError(f"cannot write {text!r}: not a regular file")
     folder = path.parent
     if not folder.is_dir():
         raise argparse.ArgumentTypeError(f"cannot write {text!r}: folder {str(folder)!r} does not exist")

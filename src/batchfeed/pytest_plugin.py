@@ -120,7 +120,7 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
 #: needed when a test passes it with a value other than DataLoader's default.
 CAPABILITIES = {
     "resume": "state_dict() / load_state_dict() (resume mid-epoch)",
-    "map-datasets": "map-style datasets that are not a TensorDataset (any __getitem__ / __len__)",
+    "map-datasets": "map-style datasets other than TensorDataset and PairDataset (any __getitem__ / __len__)",
     "iterable-datasets": "torch.utils.data.IterableDataset",
 }
 #: What the default loader, torch's DataLoader, declares without a file.
@@ -250,11 +250,15 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 # --- fixtures ----------------------------------------------------------------------------
 
 def _dataset_feature(dataset: Any) -> str | None:
+    """The feature a dataset asks of a loader: none for tensor datasets (``TensorDataset`` and
+    the tutorial's ``PairDataset``, which hold their samples as tensors)."""
     from torch.utils.data import IterableDataset, TensorDataset
+
+    from .datasets import PairDataset
 
     if isinstance(dataset, IterableDataset):
         return "iterable-datasets"
-    if isinstance(dataset, TensorDataset):
+    if isinstance(dataset, (TensorDataset, PairDataset)):
         return None
     return "map-datasets"
 

@@ -77,7 +77,7 @@ def _header(run: CompareRun) -> str:
         f"seeds {run.seeds[0]}-{run.seeds[-1]} ({len(run.seeds)} repeats: mean±std over seeds)")
     return (f"batchfeed compare: N={c['n']}, features={c['features']}, batch size {c['batch_size']}, lr {c['lr']}, "
             f"{c['epochs']} epochs, {seeds}, {'shuffled' if c['shuffle'] else 'unshuffled'}, device {c['device']}"
-            + (f" ({c['threads']} thread{'s' if c['threads'] != 1 else ''})"
+            + (f" ({c['threads']} torch thread{'s' if c['threads'] != 1 else ''}, --threads)"
                if "threads" in c and torch.device(c["device"]).type == "cpu" else ""))
 
 
@@ -111,7 +111,8 @@ def _table(run: CompareRun) -> list[str]:
     r0 = run.runs[0]
     per_epoch_mini = r0.mini.steps_per_epoch[0] if r0.mini.steps_per_epoch else 0
     full_title = "full-batch GD (1 update per epoch)"
-    mini_title = f"mini-batch GD (B={run.config['batch_size']}, {per_epoch_mini} updates per epoch)"
+    mini_title = (f"mini-batch GD (B={run.config['batch_size']}, {per_epoch_mini} "
+                  f"update{'s' if per_epoch_mini != 1 else ''} per epoch)")
     title = " " * widths[0] + f"{full_title:^{half}}" + "  " + f"{mini_title:^{half}}"
     return [title.rstrip(), line(names), *(line(r) for r in rows)]
 
@@ -330,7 +331,7 @@ def plot(run: CompareRun, path: str | os.PathLike) -> None:
     fig.suptitle(f"batchfeed compare: N={c['n']}, B={c['batch_size']}, lr {c['lr']}, seed "
                  f"{run.seeds[0] if len(run.seeds) == 1 else f'{run.seeds[0]}-{run.seeds[-1]}'}, {c['device']}")
     fig.tight_layout()
-    fig.savefig(path, format="png", dpi=DPI)
+    fig.savefig(path, dpi=DPI)  # the format follows the suffix (the CLI checks it is one matplotlib writes)
 
 
 def _plot_sweep(axes: Any, sweep: Sweep) -> None:
