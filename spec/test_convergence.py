@@ -40,17 +40,16 @@ def test_both_methods_start_from_the_same_weights(runs):
 
 @pytest.mark.claim("C2")
 def test_claim_minibatch_converges_faster_per_epoch(runs, figures, claim_figures):
-    """After 5 epochs mini-batch GD has the lower full-data loss in at least 90% of 30 seeds.
+    """Who ends lower after 5 epochs, and after equal updates, is recorded over 30 seeds; full-batch got mini-batch's 160 updates.
 
-    The per-update comparison (full-batch given the same 160 updates) is recorded as a
-    finding for the ledger, not asserted: it decides whether the claimed mechanism, more
-    updates, is the whole story.
+    The comparisons themselves are not asserted: the ledger's C2 rule decides from them
+    whether mini-batch is faster, and whether more updates are the whole story.
     """
     f = figures["C2"]
     record(claim_figures, f)
     assert all(r.full_equal_updates.total_steps == r.mini.total_steps for r in runs)
-    assert f["updates"] == 160 and f["seeds"] == 30
-    assert f["epoch_wins"] >= 27, f"mini-batch lower in only {f['epoch_wins']}/30 seeds"
+    assert f["updates"] == 160 and f["seeds"] == 30 and f["epochs"] == 5
+    assert 0 <= f["epoch_wins"] <= 30 and 0 <= f["equal_update_wins"] <= 30, f
 
 
 @pytest.mark.claim("C3")
@@ -69,18 +68,21 @@ def test_claim_smoother_convergence(runs, figures, claim_figures):
 
 @pytest.mark.claim("C4")
 def test_claim_full_batch_is_slow_and_unstable(figures, claim_figures):
-    """Full-batch GD falls behind per epoch, and its full-data loss never rises (lr=0.1 < 2/L)."""
+    """How often full-batch GD falls behind per epoch, and how often its full-data loss rose, over all its 4950 updates.
+
+    Slow and unstable are the ledger's C4 rule to decide, not asserted here.
+    """
     f = figures["C4"]
     record(claim_figures, f)
-    assert f["full_behind_per_epoch"] >= 27, f"full-batch behind in only {f['full_behind_per_epoch']}/30 seeds"
-    assert f["full_loss_increases"] == 0, (
-        f"full-batch full-data loss rose in {f['full_loss_increases']} of {f['full_updates']} updates at lr=0.1")
+    assert f["full_updates"] == 30 * (5 + 160), f"full-batch took {f['full_updates']} updates in its two runs per seed"
+    assert 0 <= f["full_behind_per_epoch"] <= 30 and 0 <= f["full_loss_increases"] <= f["full_updates"], f
 
 
 @pytest.mark.claim("C15")
 def test_claim_one_update_per_pass_is_slow_learning(runs, figures, claim_figures):
-    """Per pass over the data full-batch learns less; per update the comparison is recorded."""
+    """Whether full-batch is behind per pass over the same samples, and per update, is recorded for the ledger's C15 rule."""
     f = figures["C15"]
     record(claim_figures, f)
-    assert all(r.full.samples_per_epoch == r.mini.samples_per_epoch for r in runs), "a pass must cover the same samples"
-    assert f["full_behind_per_epoch"] >= 27
+    assert all(r.full.samples_per_epoch == r.mini.samples_per_epoch == [1000] * 5 for r in runs), (
+        "a pass must cover the same 1000 samples")
+    assert f["seeds"] == 30 and 0 <= f["full_behind_per_update"] <= 30, f

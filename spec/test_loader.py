@@ -488,12 +488,13 @@ class _Recording(torch.utils.data.Sampler):
 
 @pytest.mark.claim("C13")
 def test_claim_feeds_sequentially_and_efficiently(claim_figures):
-    """DataLoader hands each step the next batch of its sampler's order; its speed is recorded against the bound.
+    """Whether DataLoader hands each step the next batch of its sampler's order, and its speed against the bound, go to the ledger (C13).
 
-    Sequential: on 10k indexed samples (B=32, shuffled) every batch must be the next 32
-    indices the sampler gave. Efficient: samples/s of one epoch of the tutorial's data
-    (N=100k, F=3, B=32) fed by torch's DataLoader, TensorLoader and the permute-and-slice
-    bound, timed side by side; the verdict rule reads the ratios (no wall-clock assert).
+    Sequential: on 10k indexed samples (B=32, shuffled) every batch is compared with the
+    next 32 indices the sampler gave. Efficient: samples/s of one epoch of the tutorial's
+    data (N=100k, F=3, B=32) fed by torch's DataLoader, TensorLoader and the
+    permute-and-slice bound, timed side by side. The verdict rule reads the out-of-order
+    count and the ratios (no order or wall-clock assert here).
     """
     n_order, b = 10_000, 32
     sampler = _Recording(n_order, torch.Generator().manual_seed(0))
@@ -510,5 +511,6 @@ def test_claim_feeds_sequentially_and_efficiently(claim_figures):
     claim_figures.record("batch_size", b)
     for rival, m in rates.items():
         claim_figures.record(f"{rival}_samples_per_s", m.samples_per_s)
-    assert out_of_order == 0, f"{out_of_order} of {steps} batches were not the sampler's next {b} indices"
+    # In order or not is the ledger's C13 rule to decide; asserted: every batch and every sample was fed.
+    assert steps == -(-n_order // b) and len(sampler.given) == n_order, (steps, len(sampler.given))
     assert all(m.samples == 100_000 for m in rates.values()), {r: m.samples for r, m in rates.items()}

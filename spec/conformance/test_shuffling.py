@@ -99,12 +99,12 @@ def test_no_block_local_shuffling(make_loader):
 
 @pytest.mark.claim("C11")
 def test_claim_shuffling_prevents_learning_order_patterns(make_loader, claim_figures):
-    """On label-sorted data, shuffling gives a lower full-data loss than sequential order (30 seeds).
+    """On label-sorted data, how often shuffling gives a lower full-data loss than sequential order (30 seeds) goes to the ledger (C11).
 
     The tutorial's experiment (N=1000, B=32, lr=0.1, 5 epochs) on data sorted by label:
     without shuffling every epoch ends on a run of class-1 batches that drags the model
-    towards class 1. We require shuffle=True to win in at least 27/30 seeds (the verdict
-    rule's 90%); the measured count is recorded for the ledger.
+    towards class 1. The win count is recorded, not asserted: the ledger's C11 rule
+    decides from it (holds at >= 90% of seeds, refuted at <= 50%).
     """
     seeds = range(30)
     runs = [(order_pattern_experiment(shuffle=False, seed=s, loader_factory=make_loader),
@@ -115,4 +115,4 @@ def test_claim_shuffling_prevents_learning_order_patterns(make_loader, claim_fig
     claim_figures.record("shuffle_wins", wins)
     claim_figures.record("acc_shuffled", statistics.mean(shuf.epoch_accuracy[-1] for _, shuf in runs))
     claim_figures.record("acc_unshuffled", statistics.mean(seq.epoch_accuracy[-1] for seq, _ in runs))
-    assert wins >= 27, f"shuffle=True had the lower loss in only {wins}/30 seeds"
+    assert all(seq.epochs == shuf.epochs == 5 for seq, shuf in runs), "every run trains 5 epochs"

@@ -1,4 +1,4 @@
-"""The README's short list of verdicts agrees with the generated ledger, docs/claims.md."""
+"""The README's short list of verdicts agrees with the generated ledger, docs/claims.md, which states the code's rules."""
 
 import re
 from pathlib import Path
@@ -50,3 +50,16 @@ def test_readme_verdicts_match_the_generated_ledger():
         assert kind(verdict) == kind(generated[cid]) and generated[cid].startswith(core), (
             f"{cid}: README says {verdict!r}, docs/claims.md says {generated[cid]!r}"
         )
+
+
+def test_generated_ledger_states_the_claims_and_rules_of_the_code():
+    """docs/claims.md quotes every claim and states every verdict rule word for word as batchfeed.claims has them."""
+    ledger = ROOT / "docs" / "claims.md"
+    if not ledger.exists():
+        pytest.skip("docs/claims.md is not in this checkout")
+    text = ledger.read_text()
+    rules = dict(re.findall(r"^- \*\*(C\d+)\*\*: (.*)$", text, flags=re.M))
+    quotes = table_verdicts(text, 1)
+    assert rules == {cid: c.rule for cid, c in claims.CLAIMS.items()}, (
+        "a rule changed in batchfeed.claims: regenerate docs/claims.md (pytest spec/ --claims-report=docs/claims.md)")
+    assert quotes == {cid: c.quote for cid, c in claims.CLAIMS.items()}

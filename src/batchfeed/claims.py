@@ -263,10 +263,6 @@ def _c13(f: Figures) -> tuple[str, str]:
             "slicing feeds"), text
 
 
-def _pending(_: Figures) -> tuple[str, str]:  # pragma: no cover - never called: needs is never met
-    return PENDING, ""
-
-
 CLAIMS: dict[str, Claim] = {c.id: c for c in [
     Claim("C1", "Memory Efficient → Only small batches are processed at a time, not the full dataset.",
           "peak-RSS slopes over N (same B), fitted: holds if full-batch grows >= 90% of a sample's bytes per sample "
