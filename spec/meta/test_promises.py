@@ -55,15 +55,15 @@ def test_only_decided_claims_are_compared():
     assert list(decided(rows)) == ["C3", "C4"]
 
 
-def test_this_runs_verdicts_are_the_promised_ones(request, loader_factory, device):
+def test_this_runs_verdicts_are_the_promised_ones(request, make_loader, device):
     """Every claim this run decided has the verdict docs/claims.md states, word for word, and README.md's short form of it."""
     if not DOCS.exists() or not README.exists():
         pytest.skip("README.md or docs/claims.md is not in this checkout")
     docs_text = DOCS.read_text()
     loader, dev = promised_setting(docs_text)
-    if loader_factory.spec != loader or device.type != dev.split(":")[0]:
+    if make_loader.spec != loader or device.type != dev.split(":")[0]:
         pytest.skip(f"docs/claims.md was measured with loader {loader} on {dev}; this run uses "
-                    f"{loader_factory.spec} on {device}")
+                    f"{make_loader.spec} on {device}")
     rows = decided(ledger_rows(request.config))
     if not rows:
         pytest.skip("no claim was decided in this run: its claim tests were not selected (run pytest spec/)")
