@@ -470,10 +470,13 @@ def gather_profile(data: BenchData, *, chunk_bytes: int = 8 << 20, repeats: int 
 
 #: torch threads while measuring unless --threads says otherwise.
 DEFAULT_THREADS = 1
-#: How far a same-run ratio moves between runs on a shared machine (docs/benchmarks.md,
-#: "Noise"): a target missed by less is not called a failure, and a DataLoader rival faster
-#: than the permute + slice bound by more marks the run as disturbed.
-NOISE_MARGIN = 0.15
+#: How far a same-run ratio moves between runs on a shared machine: a target missed by less is
+#: not called a failure, and a DataLoader rival faster than the permute + slice bound by more
+#: marks the run as disturbed. Measured (docs/benchmarks.md, "Noise"): six runs of
+#: `batchfeed bench --n 3e5` at load average 5-8 on 2 vCPUs; the worst run fell below the median
+#: ratio by 8%, 12% and 20% on three targets, and by 68% once on the bandwidth target (an outlier
+#: --check should and does fail).
+NOISE_MARGIN = 0.20
 
 # --- targets and the table -------------------------------------------------------------------
 
