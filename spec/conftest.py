@@ -7,9 +7,27 @@ import numpy as np
 import pytest
 import torch
 
-from batchfeed.pytest_plugin import loader_under_test
+from batchfeed.pytest_plugin import ledger_rows, loader_under_test
+from spec import promises
 
 _rng_key = pytest.StashKey[tuple]()
+_randomly_key = pytest.StashKey[bool]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """With pytest-randomly: keep its shuffled order, turn off its reseeding of the global RNGs
+    before every test phase. The spec takes no randomness from global RNGs (the guard below
+    checks it), and a reseed between phases would erase what a library drew in setup."""
+    if getattr(config.option, "randomly_reset_seed", False):  # the option exists only with pytest-randomly loaded
+        config.option.randomly_reset_seed = False
+        config.stash[_randomly_key] = True
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    if config.stash.get(_randomly_key, False):
+        return ["batchfeed: pytest-randomly: order shuffled; its per-test reseeding is off in this suite "
+                "(the RNG guard requires that no test draws from a global RNG)"]
+    return []
 _RNGS = ("torch", "numpy", "random")
 
 
@@ -63,3 +81,33 @@ def pytest_runtest_teardown(item: pytest.Item, nextitem):
         assert not leaked, (f"{item.nodeid} advanced or reseeded the global RNG of: {', '.join(leaked)} "
                             "(use a generator, or mark the test uses_global_rng if that is its point)")
     return result
+
+
+# --- the run's verdicts against the ones the docs promise --------------------------------------
+
+_promises_key = pytest.StashKey[tuple]()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus) -> None:
+    """In the process that received every report (pytest-xdist's controller too): fail the run
+    when a verdict it decided differs from docs/claims.md and README.md (spec/promises.py)."""
+    config = session.config
+    if hasattr(config, "workerinput") or not (promises.DOCS.exists() and promises.README.exists()):
+        return
+    under_test = loader_under_test(config)
+    device = config.getoption("--device") or __import__("os").environ.get("BATCHFEED_DEVICE") or "cpu"
+    why, broken = promises.broken_promises(ledger_rows(config), under_test.spec, device,
+                                           promises.DOCS.read_text(), promises.README.read_text())
+    config.stash[_promises_key] = (why, broken)
+    if broken and session.exitstatus == pytest.ExitCode.OK:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
+    why, broken = config.stash.get(_promises_key, (None, []))
+    if broken:
+        terminalreporter.write_sep("=", "verdicts differ from docs/claims.md and README.md", red=True)
+        for line in broken:
+            terminalreporter.write_line(line)
+        terminalreporter.write_line("if the change is meant, regenerate docs/claims.md "
+                                    "(pytest spec/ --claims-report=docs/claims.md) and update README.md's list")

@@ -7,27 +7,9 @@ import pytest
 
 from batchfeed import claims
 
+from spec.promises import kind, table_verdicts
+
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def table_verdicts(text: str, column: int) -> dict[str, str]:
-    rows = {}
-    for line in text.splitlines():
-        cells = [c.strip() for c in line.strip().strip("|").split("|")]
-        if cells and re.fullmatch(r"C\d+", cells[0]):
-            rows[cells[0]] = cells[column].strip("*")
-    return rows
-
-
-def kind(verdict: str) -> str:
-    """``holds``, ``holds only``, ``refuted``, ``pending`` or ``undecided``."""
-    v = verdict.lower()
-    if v.startswith("holds only"):
-        return "holds only"
-    for k in ("holds", "refuted", "pending", "undecided"):
-        if v.startswith(k):
-            return k
-    return v
 
 
 @pytest.mark.parametrize(("verdict", "expected"), [("holds", "holds"), ("holds: because", "holds"),

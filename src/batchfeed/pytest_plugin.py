@@ -342,21 +342,29 @@ def device(pytestconfig: pytest.Config) -> torch.device:
     return dev
 
 
-class ClaimFigures:
-    """Records the figures a claim's verdict rule reads (see :mod:`batchfeed.claims`)."""
+FIGURE = "batchfeed-claim-figure"
+CLAIM = "batchfeed-claim"
 
-    def __init__(self, store: dict[str, dict[str, float]], default: str | None, nodeid: str) -> None:
-        self._store = store
+
+class ClaimFigures:
+    """Records the figures a claim's verdict rule reads (see :mod:`batchfeed.claims`).
+
+    Figures travel with the test's reports (``user_properties``), so the ledger is filled
+    wherever reports arrive: in this process, or in pytest-xdist's controller.
+    """
+
+    def __init__(self, node: pytest.Item, default: str | None) -> None:
+        self._node = node
         self._default = default
-        self._nodeid = nodeid
 
     def record(self, key: str, value: float, *, claim: str | None = None) -> None:
         cid = claim or self._default
+        nodeid = self._node.nodeid
         if cid is None:
-            raise ValueError(f"{self._nodeid}: record({key!r}) needs claim=... or a @pytest.mark.claim marker")
+            raise ValueError(f"{nodeid}: record({key!r}) needs claim=... or a @pytest.mark.claim marker")
         if cid not in ledger.CLAIMS:
-            raise ValueError(f"{self._nodeid}: unknown claim id {cid!r}; known: {', '.join(ledger.CLAIMS)}")
-        self._store[cid][key] = float(value)
+            raise ValueError(f"{nodeid}: unknown claim id {cid!r}; known: {', '.join(ledger.CLAIMS)}")
+        self._node.user_properties.append((FIGURE, {"claim": cid, "key": key, "value": float(value)}))
 
 
 @pytest.fixture
@@ -364,7 +372,7 @@ def claim_figures(request: pytest.FixtureRequest) -> ClaimFigures:
     """Record a measured figure for the test's claim: ``claim_figures.record("seeds", 30)``."""
     marker = request.node.get_closest_marker("claim")
     default = marker.args[0] if marker and marker.args else None
-    return ClaimFigures(request.config.stash[_figures_key], default, request.node.nodeid)
+    return ClaimFigures(request.node, default)
 
 
 # --- the ledger: outcomes, summary, report ----------------------------------------------
@@ -379,10 +387,12 @@ def _claim_ids(item: pytest.Item) -> list[str]:
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
-    """Register the claim tests this run will execute (after -m/-k deselection)."""
+    """Register the claim tests this run will execute (after -m/-k deselection); each test's
+    claims also travel with its reports, for a pytest-xdist controller that collects nothing."""
     for item in session.items:
         for cid in _claim_ids(item):
             session.config.stash[_tests_key][cid][item.nodeid] = "not run"
+            item.user_properties.append((CLAIM, cid))
 
 
 def skip_cause(report: pytest.TestReport) -> str:
@@ -407,6 +417,12 @@ class _OutcomeRecorder:
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         if report.skipped and not hasattr(report, "wasxfail"):
             self.config.stash[_skips_key][skip_cause(report)] += 1
+        tests = self.config.stash[_tests_key]
+        for name, value in report.user_properties:
+            if name == CLAIM:
+                tests[value].setdefault(report.nodeid, "not run")
+            elif name == FIGURE and report.when == "teardown":  # the last report holds every figure
+                self.config.stash[_figures_key][value["claim"]][value["key"]] = value["value"]
         if report.failed:
             outcome = "failed"
         elif report.skipped:
