@@ -246,21 +246,23 @@ def _c10(f: Figures) -> tuple[str, str]:
 
 
 def _c13(f: Figures) -> tuple[str, str]:
-    bound = f["permute_slice_samples_per_s"]
-    dl, tl = f["dataloader_samples_per_s"] / bound, f["tensorloader_samples_per_s"] / bound
+    step = f["dataloader_loop_samples_per_s"] / f["permute_slice_loop_samples_per_s"]
+    feed = f["dataloader_samples_per_s"] / f["permute_slice_samples_per_s"]
     text = (
         f"{int(f['steps'])} training steps each got the sampler's next batch ({int(f['out_of_order'])} out of order); "
-        f"on the tutorial's in-memory data (N={int(f['n'])}, F=3, B={int(f['batch_size'])}) torch's DataLoader fed "
-        f"{f['dataloader_samples_per_s'] / 1e6:.2f} M samples/s = {dl:.1%} of the permute-and-slice bound "
-        f"({bound / 1e6:.1f} M/s, same run); TensorLoader {tl:.0%}"
+        f"the tutorial's training loop (N={int(f['n'])}, F=3, B={int(f['batch_size'])}) fed by torch's DataLoader "
+        f"ran {step:.0%} of the steps per second of the same loop fed by permuting once and slicing (same run); "
+        f"the feed alone, without the model: DataLoader {feed:.1%} of the permute-and-slice bound "
+        f"({f['permute_slice_samples_per_s'] / 1e6:.1f} M samples/s)"
     )
     if f["out_of_order"] > 0:
         return "refuted: batches left the sampler's order", text
-    if dl >= 0.5:
-        return "holds", text
+    if step >= 0.5:
+        return ("holds for the tutorial's training step: batches come in order and DataLoader keeps the loop at "
+                "half the slice-fed step rate or more, though the feed alone runs far below the bound"
+                if feed < 0.5 else "holds"), text
     return ("holds only when per-sample work dominates: batches come in order, but on in-memory tensors "
-            "DataLoader's per-sample __getitem__ and collate feed a small fraction of what permuting once and "
-            "slicing feeds"), text
+            "DataLoader's per-sample __getitem__ and collate cost more than the training step itself"), text
 
 
 CLAIMS: dict[str, Claim] = {c.id: c for c in [
@@ -324,11 +326,13 @@ CLAIMS: dict[str, Claim] = {c.id: c for c in [
           "< 1.0 in memory; else refuted",
           ("latency_ms", "latency_n", "latency_speedup_w2", "memory_n", "memory_speedup_w2", "cores"), _c12),
     Claim("C13", "Feeds data to the model sequentially & efficiently each training step.",
-          "sequential = every step's batch is the sampler's next B indices; efficiency = torch DataLoader's "
-          "samples/s over the permute-and-slice bound's, one epoch each, same run. Holds if sequential and "
-          ">= 0.5; holds only when per-sample work dominates if sequential and < 0.5; refuted if not sequential",
-          ("steps", "out_of_order", "n", "batch_size", "dataloader_samples_per_s", "tensorloader_samples_per_s",
-           "permute_slice_samples_per_s"), _c13),
+          "sequential = every step's batch is the sampler's next B indices; efficiency, in the tutorial's words "
+          "(each training step) = steps/s of the tutorial's training loop fed by torch's DataLoader over the same "
+          "loop fed by permuting once and slicing, same run. Refuted if not sequential; holds if >= 0.5 (saying so "
+          "when the feed alone, without the model, is < 0.5 of the permute-and-slice bound); holds only when "
+          "per-sample work dominates if < 0.5",
+          ("steps", "out_of_order", "n", "batch_size", "dataloader_loop_samples_per_s",
+           "permute_slice_loop_samples_per_s", "dataloader_samples_per_s", "permute_slice_samples_per_s"), _c13),
     Claim("C14", "Essential for mini-batch gradient descent, which improves convergence and training stability.",
           "refuted if mini-batch GD without any DataLoader reproduces DataLoader-fed training within the "
           "tolerance; else holds",
