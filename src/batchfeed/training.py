@@ -100,16 +100,19 @@ def make_model(features: int = 3, classes: int = 2, seed: int = 0) -> nn.Sequent
     return model
 
 
-@torch.no_grad()
 def evaluate(model: nn.Module, X: torch.Tensor, y: torch.Tensor, loss_fn: Callable | None = None) -> tuple[float, float]:
-    """Full-data ``(loss, accuracy)`` of ``model`` on ``(X, y)``, without gradients."""
+    """Full-data ``(loss, accuracy)`` of ``model`` on ``(X, y)`` in eval mode, without gradients.
+
+    The model is left in the mode it came in. ``loss_fn`` defaults to ``CrossEntropyLoss()``.
+    """
     loss_fn = loss_fn or nn.CrossEntropyLoss()
     was_training = model.training
     model.eval()
     try:
-        out = model(X)
-        loss = float(loss_fn(out, y))
-        acc = float((out.argmax(dim=1) == y).float().mean())
+        with torch.no_grad():
+            out = model(X)
+            loss = float(loss_fn(out, y))
+            acc = float((out.argmax(dim=1) == y).float().mean())
     finally:
         model.train(was_training)
     return loss, acc
