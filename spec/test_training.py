@@ -218,6 +218,7 @@ def test_the_device_option_trains_there(device):
     assert hist.epoch_loss == pytest.approx(cpu.epoch_loss, rel=1e-5)
     model = make_model(seed=10).to(device)
     hist = train_minibatch(model, [(X, y)], X, y, epochs=2)  # default: the model's device
+    assert all(p.device == device for p in model.parameters()), "the model was moved off its device"
     assert hist.epoch_loss == pytest.approx(cpu.epoch_loss, rel=1e-5)
 
 
@@ -235,15 +236,31 @@ class _SlowBatches:
             yield b
 
 
-def test_epoch_time_is_the_cumulative_training_time():
-    """epoch_time[k] is the training time up to the end of epoch k: at least the time its batches took; wall_time is the last."""
+def test_epoch_time_is_the_cumulative_training_time_without_evaluation():
+    """epoch_time[k]: the training time up to the end of epoch k, evaluations excluded; wall_time is the last.
+
+    Bounds from sleeps, which only ever take longer: each batch takes >= 10 ms to produce and
+    each evaluation sleeps >= 10 ms, so at the end of epoch k (on_epoch, after its evaluation)
+    epoch_time >= 2k x 10 ms and <= (time since the start) - (k + 1) x 10 ms.
+    """
     X, y = make_seed_data(20, 3, seed=11)
     delay = 0.01
-    hist = train_minibatch(make_model(seed=11), _SlowBatches(X, y, delay), X, y, epochs=3)
+
+    def loss_fn(out, target):
+        if not torch.is_grad_enabled():  # evaluate() runs under no_grad
+            time.sleep(delay)
+        return nn.functional.cross_entropy(out, target)
+
+    ends = []
+    start = time.perf_counter()
+    hist = train_minibatch(make_model(seed=11), _SlowBatches(X, y, delay), X, y, epochs=3, loss_fn=loss_fn,
+                           on_epoch=lambda h: ends.append(time.perf_counter() - start))
     assert len(hist.epoch_time) == 3
-    for k, t in enumerate(hist.epoch_time, start=1):
+    for k, (t, end) in enumerate(zip(hist.epoch_time, ends), start=1):
         assert t >= k * 2 * delay, f"epoch_time[{k - 1}] = {t:.4f} s < {k} epochs x 2 batches x {delay} s"
-    assert hist.epoch_time == sorted(hist.epoch_time)
+        assert t <= end - (k + 1) * delay, (
+            f"epoch_time[{k - 1}] = {t:.4f} s, but epoch {k} ended {end:.4f} s after the start, "
+            f"with {k + 1} evaluations of >= {delay} s in that time")
     assert hist.wall_time == hist.epoch_time[-1]
 
 
