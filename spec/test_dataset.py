@@ -1,5 +1,6 @@
 """Dataset: length, indexing and validation of the tutorial's ``MyDataset`` (PairDataset)."""
 
+import itertools
 import re
 
 import numpy as np
@@ -77,6 +78,7 @@ class IntLike:
     pytest.param(torch.tensor([3, -2, 0], dtype=torch.int32), id="int32-tensor"),
     pytest.param(torch.tensor([3, 9, 0], dtype=torch.uint8), id="uint8-tensor"),
     pytest.param(np.array([3, -2, 0]), id="numpy-array"),
+    pytest.param(np.array([3, -2, 0], dtype=object), id="numpy-object-array"),
 ])
 def test_getitems_accepts_every_index_getitem_accepts(indices):
     """__getitems__ takes a batch of any index dataset[i] takes, or a 1-d integer tensor/array, and returns dataset[i] for each."""
@@ -114,8 +116,9 @@ def test_getitems_refuses_what_is_not_a_batch_of_indices(indices, match):
 def test_getitems_gathers_on_the_devices_of_the_data(device):
     """X on the device and y on the CPU: __getitems__ gathers each where it is, dataset[i]'s pairs."""
     X, y = make_seed_data(12, 3, seed=2)
-    for ds in (PairDataset(X.to(device), y.to(device)), PairDataset(X.to(device), y)):
-        got = ds.__getitems__([5, -1, 0])
+    for ds, indices in itertools.product((PairDataset(X.to(device), y.to(device)), PairDataset(X.to(device), y)),
+                                         ([5, -1, 0], np.array([5, -1, 0], dtype=object))):
+        got = ds.__getitems__(indices)
         for i, (xg, yg) in zip([5, -1, 0], got):
             assert xg.device == ds.X.device and yg.device == ds.y.device
             assert torch.equal(xg.cpu(), X[i]) and torch.equal(yg.cpu(), y[i]), f"pair for index {i} on {device}"
