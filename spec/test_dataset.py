@@ -1,5 +1,8 @@
 """Dataset: length, indexing and validation of the tutorial's ``MyDataset`` (PairDataset)."""
 
+import itertools
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -53,40 +56,112 @@ def test_getitems_matches_getitem(n, data):
         assert torch.equal(xg, xe) and torch.equal(yg, ye), f"__getitems__ pair for index {i} differs from dataset[{i}]"
 
 
-@pytest.mark.parametrize("index", [1000, 1001, -1001, 10**9])
+class IntLike:
+    """An index type of a user's own: an int through ``__index__`` only."""
+
+    def __init__(self, i: int) -> None:
+        self.i = i
+
+    def __index__(self) -> int:
+        return self.i
+
+    def __repr__(self) -> str:
+        return f"IntLike({self.i})"
+
+
+@pytest.mark.parametrize("indices", [
+    pytest.param([np.int64(3), np.int32(-2), 0], id="numpy-ints"),
+    pytest.param([torch.tensor(3), torch.tensor(-2, dtype=torch.int32), 0], id="0-d-tensors"),
+    pytest.param([IntLike(3), IntLike(-2)], id="__index__"),
+    pytest.param((3, -2, 0), id="tuple"),
+    pytest.param(range(2, 6), id="range"),
+    pytest.param(torch.tensor([3, -2, 0], dtype=torch.int32), id="int32-tensor"),
+    pytest.param(torch.tensor([3, 9, 0], dtype=torch.uint8), id="uint8-tensor"),
+    pytest.param(np.array([3, -2, 0]), id="numpy-array"),
+    pytest.param(np.array([3, -2, 0], dtype=object), id="numpy-object-array"),
+])
+def test_getitems_accepts_every_index_getitem_accepts(indices):
+    """__getitems__ takes a batch of any index dataset[i] takes, or a 1-d integer tensor/array, and returns dataset[i] for each."""
+    X, y = make_seed_data(10, 3, seed=1)
+    ds = PairDataset(X, y)
+    got = ds.__getitems__(indices)
+    expected = [ds[int(i)] for i in indices]
+    assert len(got) == len(expected)
+    for k, ((xg, yg), (xe, ye)) in enumerate(zip(got, expected)):
+        assert torch.equal(xg, xe) and torch.equal(yg, ye), f"pair {k} of {indices!r} is not dataset[{int(indices[k])}]"
+
+
+@pytest.mark.parametrize(("indices", "match"), [
+    # A Python sequence is checked index by index, as dataset[i]: the bad index is named.
+    pytest.param([True, False], r"indices must be integers, got bool True", id="bools"),
+    pytest.param([0, True], r"indices must be integers, got bool True", id="int-and-bool"),
+    pytest.param([0.0, 1.0], r"indices must be integers, got float 0\.0", id="floats"),
+    pytest.param([[0, 1]], r"indices must be integers, got list \[0, 1\]", id="nested-list"),
+    pytest.param([0, torch.tensor(True)], r"indices must be integers, got Tensor tensor\(True\)", id="bool-tensor-item"),
+    # A tensor or array is refused whole (match None: the message shows it).
+    pytest.param(torch.tensor([True, False]), None, id="bool-tensor"),
+    pytest.param(torch.tensor([0.0, 1.0]), None, id="float-tensor"),
+    pytest.param(torch.tensor([1j]), None, id="complex-tensor"),
+    pytest.param(torch.tensor([[0, 1]]), None, id="2-d-tensor"),
+    pytest.param(np.array([[0, 1]]), None, id="2-d-array"),
+])
+def test_getitems_refuses_what_is_not_a_batch_of_indices(indices, match):
+    """Bools, floats or a 2-D index given to __getitems__ raise TypeError naming the bad index (or the tensor), never a gather by mask or by rounding."""
+    ds = PairDataset(*make_seed_data(10))
+    match = match or rf"^PairDataset\.__getitems__ needs a 1-d sequence of integers, got {re.escape(repr(indices))}$"
+    with pytest.raises(TypeError, match=match):
+        ds.__getitems__(indices)
+
+
+def test_getitems_gathers_on_the_devices_of_the_data(device):
+    """X on the device and y on the CPU: __getitems__ gathers each where it is, dataset[i]'s pairs."""
+    X, y = make_seed_data(12, 3, seed=2)
+    for ds, indices in itertools.product((PairDataset(X.to(device), y.to(device)), PairDataset(X.to(device), y)),
+                                         ([5, -1, 0], np.array([5, -1, 0], dtype=object))):
+        got = ds.__getitems__(indices)
+        for i, (xg, yg) in zip([5, -1, 0], got):
+            assert xg.device == ds.X.device and yg.device == ds.y.device
+            assert torch.equal(xg.cpu(), X[i]) and torch.equal(yg.cpu(), y[i]), f"pair for index {i} on {device}"
+
+
+@pytest.mark.parametrize("index", [1000, 1001, -1001, 10**9, 2**64, -(2**63) - 1])
 def test_out_of_range_index_raises_index_error_naming_it(index):
     """An index outside [-n, n) raises IndexError naming the index and the length."""
     ds = PairDataset(*make_seed_data(1000))
     with pytest.raises(IndexError, match=rf"index {index} out of range for dataset of length 1000"):
         ds[index]
     with pytest.raises(IndexError, match=rf"index {index} out of range"):
-        ds.__getitems__([0, index])
+        ds.__getitems__([0, -1000, index])  # -n is the first index of the dataset, not out of range
 
 
-@pytest.mark.parametrize("index", [1.0, "3", None, True, torch.tensor(1.5), slice(0, 2)], ids=repr)
+@pytest.mark.parametrize("index", [
+    1.0, "3", None, True, slice(0, 2), [1], np.float64(2.0),
+    torch.tensor(1.5), torch.tensor(True), torch.tensor([3]), torch.tensor([[2]]),
+], ids=repr)
 def test_non_integer_index_raises_type_error(index):
-    """A non-integer index raises TypeError naming its type (bool is not an index here)."""
+    """A non-integer index raises TypeError naming its type; bools (Python or tensor) and one-element tensors are not indices."""
     ds = PairDataset(*make_seed_data(10))
-    with pytest.raises(TypeError, match="indices must be integers"):
+    with pytest.raises(TypeError, match=rf"indices must be integers, got {type(index).__name__} "):
         ds[index]
 
 
 def test_integer_like_indices_are_accepted():
-    """numpy and 0-d tensor integers index like ints."""
+    """numpy and 0-d tensor integers (any integer dtype) index like ints."""
     X, y = make_seed_data(10)
     ds = PairDataset(X, y)
-    for i in (np.int64(3), torch.tensor(3), np.int32(-7)):
-        assert torch.equal(ds[i][0], X[int(i)])
+    for i in (np.int64(3), torch.tensor(3), np.int32(-7), torch.tensor(9, dtype=torch.uint8), np.array(4)):
+        assert torch.equal(ds[i][0], X[int(i)]) and torch.equal(ds[i][1], y[int(i)]), f"dataset[{i!r}]"
 
 
 @pytest.mark.parametrize(
     ("X", "y", "match"),
     [
         (torch.zeros(5, 3), torch.zeros(4), r"len\(X\)=5 and len\(y\)=4"),
-        (torch.zeros(0, 3), torch.zeros(0), r"at least one sample"),
-        (torch.tensor(1.0), torch.zeros(1), r"X must have a sample dimension"),
+        (torch.zeros(0, 3), torch.zeros(0), r"^PairDataset needs at least one sample, got len\(X\)=0$"),
+        (torch.tensor(1.0), torch.zeros(1), r"^X must have a sample dimension"),
+        (torch.zeros(1), torch.tensor(1.0), r"^y must have a sample dimension"),
     ],
-    ids=["length-mismatch", "empty", "scalar"],
+    ids=["length-mismatch", "empty", "scalar-X", "scalar-y"],
 )
 def test_bad_construction_raises_value_error(X, y, match):
     """Mismatched lengths, no samples or a 0-d input raise ValueError naming the problem."""
@@ -102,10 +177,18 @@ def test_array_likes_are_converted_to_tensors():
     assert torch.equal(ds[2][0], torch.tensor([4.0, 5.0]))
 
 
-def test_unconvertible_input_raises_type_error():
-    """Input torch cannot convert raises TypeError naming the argument."""
-    with pytest.raises(TypeError, match="y must be a tensor or array-like"):
-        PairDataset(torch.zeros(2, 1), [object(), object()])
+@pytest.mark.parametrize("which", ["X", "y"])
+def test_unconvertible_input_raises_type_error(which):
+    """Input torch cannot convert raises TypeError naming the argument and the type it got."""
+    data = {"X": torch.zeros(2, 1), "y": torch.zeros(2), which: {"a": 1, "b": 2}}
+    with pytest.raises(TypeError, match=rf"^{which} must be a tensor or array-like, got dict: "):
+        PairDataset(data["X"], data["y"])
+
+
+def test_repr_names_the_length_shapes_and_dtypes():
+    """repr(dataset) shows n and each tensor's per-dataset shape and dtype."""
+    ds = PairDataset(torch.zeros(7, 2, 3, dtype=torch.float16), torch.zeros(7, dtype=torch.int32))
+    assert repr(ds) == "PairDataset(n=7, X=(7, 2, 3) torch.float16, y=(7,) torch.int32)"
 
 
 @given(n=st.integers(1, 200), features=st.integers(1, 8), seed=st.integers(0, 2**32 - 1))
@@ -116,6 +199,26 @@ def test_seed_data_is_the_tutorials_and_deterministic(n, features, seed):
     assert y.dtype == torch.int64 and torch.equal(y, (X.sum(1) > 0).long())
     X2, y2 = make_seed_data(n, features, seed)
     assert torch.equal(X, X2) and torch.equal(y, y2)
+
+
+def test_seed_data_defaults_are_the_tutorials():
+    """make_seed_data() is the tutorial's data set: 1000 samples of 3 features, seed 0."""
+    X, y = make_seed_data()
+    X0, y0 = make_seed_data(n=1000, features=3, seed=0)
+    assert X.shape == (1000, 3)
+    assert torch.equal(X, X0) and torch.equal(y, y0)
+
+
+def test_seed_data_is_float32_whatever_torchs_default_dtype():
+    """With torch's default dtype set to float64, make_seed_data still returns the same float32 X."""
+    expected, _ = make_seed_data(50, 3, seed=7)
+    saved = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        X, _ = make_seed_data(50, 3, seed=7)
+    finally:
+        torch.set_default_dtype(saved)
+    assert X.dtype == torch.float32 and torch.equal(X, expected)
 
 
 def test_seed_data_differs_across_seeds_and_looks_standard_normal():

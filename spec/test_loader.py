@@ -35,7 +35,7 @@ from spec.helpers import (
     assert_aligned,
     assert_batch_sizes,
 )
-from spec.strategies import batch_sizes, drop_lasts, sizes
+from spec.strategies import batch_sizes, drop_lasts, feature_shapes, pair_data, sizes
 
 seeds = st.integers(min_value=0, max_value=2**63 - 1)
 #: chunk_bytes=1 makes every batch its own gather; 100 a few batches per chunk; None the default.
@@ -78,6 +78,31 @@ def test_same_batches_as_dataloader_for_the_same_seed(n, batch_size, drop_last, 
     context = f"n={n}, batch_size={batch_size}, drop_last={drop_last}, shuffle={shuffle}, seed={seed}, chunk_bytes={chunk}"
     assert_same_epochs(got, expected, context=context)
     assert torch.equal(g_tl.get_state(), g_dl.get_state()), f"generator states differ after 3 epochs [{context}]"
+
+
+@given(data=pair_data(max_n=40), label_shape=feature_shapes, batch_size=st.integers(1, 16), drop_last=drop_lasts,
+       chunk=chunk_sizes, seed=seeds)
+def test_any_feature_and_label_shape_and_dtype_gives_dataloaders_batches(data, label_shape, batch_size, drop_last,
+                                                                         chunk, seed):
+    """Features of any shape and dtype, labels with more than one dimension: DataLoader's batches, at any chunk size."""
+    X, y = data
+    y = y.reshape(-1, *[1] * len(label_shape)).expand(-1, *label_shape).contiguous()
+    kw = dict(batch_size=batch_size, drop_last=drop_last, shuffle=True)
+    expected = _epochs(DataLoader(TensorDataset(X, y), generator=torch.Generator().manual_seed(seed), **kw), 2)
+    got = _epochs(TensorLoader(TensorDataset(X, y), generator=torch.Generator().manual_seed(seed), chunk_bytes=chunk, **kw), 2)
+    assert_same_epochs(got, expected, context=f"X {tuple(X.shape)} {X.dtype}, y {tuple(y.shape)} {y.dtype}, {kw}, chunk_bytes={chunk}")
+
+
+@pytest.mark.parametrize("chunk", [None, 1, 40])
+@pytest.mark.parametrize("batch_size", [4, None])
+def test_a_one_tensor_dataset_yields_one_tensor_lists_as_dataloader_does(batch_size, chunk):
+    """TensorDataset(X) with a single tensor: batches are [xb], DataLoader's, shuffled or not."""
+    X = torch.arange(42.0).reshape(21, 2)
+    for shuffle in (False, True):
+        kw = dict(batch_size=batch_size, shuffle=shuffle)
+        expected = _epochs(DataLoader(TensorDataset(X), generator=torch.Generator().manual_seed(8), **kw), 2)
+        got = _epochs(TensorLoader(TensorDataset(X), generator=torch.Generator().manual_seed(8), chunk_bytes=chunk, **kw), 2)
+        assert_same_epochs(got, expected, context=f"one tensor, {kw}, chunk_bytes={chunk}")
 
 
 @given(n=st.integers(0, 500), batch_size=st.one_of(st.none(), batch_sizes), drop_last=drop_lasts)
@@ -154,6 +179,44 @@ def test_a_sampler_index_out_of_range_raises_index_error_naming_it(indices):
     bad = next(i for i in indices if not -20 <= i < 20)
     with pytest.raises(IndexError, match=rf"index {bad} out of range for dataset of length 20"):
         list(TensorLoader(IndexedDataset(20), batch_sampler=[indices], generator=torch.Generator()))
+
+
+@pytest.mark.parametrize("batch_size", [None, 3])
+def test_0d_tensor_and_numpy_indices_from_a_sampler_give_dataloaders_batches(batch_size):
+    """A sampler that gives 0-d integer tensors or numpy integers (negative ones too): DataLoader's samples and batches."""
+    import numpy as np
+
+    order = list(torch.randperm(12, generator=torch.Generator().manual_seed(0)))  # 0-d int64 tensors
+    order[2], order[5] = torch.tensor(-1, dtype=torch.int32), np.int64(-12)
+    ds = IndexedDataset(12)
+    expected = _epochs(DataLoader(ds, sampler=order, batch_size=batch_size, generator=torch.Generator()), 1)
+    got = _epochs(TensorLoader(ds, sampler=order, batch_size=batch_size, generator=torch.Generator()), 1)
+    assert_same_epochs(got, expected, context=f"0-d tensor indices, batch_size={batch_size}")
+
+
+@pytest.mark.parametrize("index", [True, torch.tensor(True), torch.tensor([3]), torch.tensor(1.0), 2.0, "1"], ids=repr)
+def test_a_sampler_index_that_is_not_an_integer_is_refused_naming_it(index):
+    """batch_size=None: a bool, a float or a tensor other than a 0-d integer from the sampler raises TypeError naming it.
+
+    DataLoader would index the dataset with it (on a TensorDataset ``t[True]`` is the whole
+    tensor, ``t[tensor([3])]`` a batch of one): not a sample TensorLoader can hand out.
+    """
+    loader = TensorLoader(IndexedDataset(5), sampler=[0, index], batch_size=None, generator=torch.Generator())
+    with pytest.raises(TypeError, match=rf"^sampler gave index .+ of type {type(index).__name__}; indices must be integers$"):
+        list(loader)
+
+
+@pytest.mark.parametrize(("index", "valid"), [(5, False), (-6, False), (-5, True), (4, True)])
+def test_an_unbatched_sampler_index_out_of_range_raises_index_error_naming_it(index, valid):
+    """batch_size=None: an index in [-n, n) is served as DataLoader serves it; outside, IndexError naming it and n."""
+    ds = IndexedDataset(5)
+    if valid:
+        expected = _epochs(DataLoader(ds, sampler=[index], batch_size=None, generator=torch.Generator()), 1)
+        got = _epochs(TensorLoader(ds, sampler=[index], batch_size=None, generator=torch.Generator()), 1)
+        assert_same_epochs(got, expected, context=f"index {index}")
+    else:
+        with pytest.raises(IndexError, match=rf"^index {index} out of range for dataset of length 5$"):
+            list(TensorLoader(ds, sampler=[index], batch_size=None, generator=torch.Generator()))
 
 
 def test_no_per_sample_getitem_and_no_collate(monkeypatch):
@@ -307,6 +370,33 @@ def test_batching_attributes_cannot_be_set_after_construction(attr):
     loader = TensorLoader(IndexedDataset(10), batch_size=2)
     with pytest.raises(ValueError, match=rf"{attr} attribute should not be set"):
         setattr(loader, attr, getattr(loader, attr))
+
+
+ATTRIBUTES = ("batch_size", "drop_last", "num_workers", "collate_fn", "pin_memory", "pin_memory_device", "timeout",
+              "worker_init_fn", "multiprocessing_context", "prefetch_factor", "persistent_workers", "in_order",
+              "generator", "dataset")
+
+
+@pytest.mark.parametrize("kw", [
+    pytest.param(dict(), id="defaults"),
+    pytest.param(dict(batch_size=None), id="unbatched"),
+    pytest.param(dict(batch_size=4, shuffle=True, drop_last=True), id="shuffled-drop-last"),
+    pytest.param(dict(batch_sampler=[[0, 1], [2]]), id="batch_sampler"),
+    pytest.param(dict(sampler=[3, 1], batch_size=None), id="unbatched-sampler"),
+    pytest.param(dict(batch_size=2, in_order=False, timeout=5.0, worker_init_fn=print, persistent_workers=False),
+                 id="other-keywords"),
+])
+def test_attributes_are_dataloaders(kw):
+    """Every DataLoader attribute (collate_fn, in_order, persistent_workers, ...) has DataLoader's value for the same keywords."""
+    ds = IndexedDataset(10)
+    g = torch.Generator()
+    dl, tl = DataLoader(ds, generator=g, **kw), TensorLoader(ds, generator=g, **kw)
+    for name in ATTRIBUTES:
+        assert getattr(tl, name) is getattr(dl, name) or getattr(tl, name) == getattr(dl, name), (
+            f"{name}={getattr(tl, name)!r}, but DataLoader has {getattr(dl, name)!r} [{kw}]")
+    assert type(tl.sampler) is type(dl.sampler) and type(tl.batch_sampler) is type(dl.batch_sampler)
+    if "sampler" in kw or "batch_sampler" in kw:
+        assert tl.sampler is dl.sampler or tl.batch_sampler is dl.batch_sampler
 
 
 # --- devices and pinned memory -----------------------------------------------------------------
@@ -467,6 +557,76 @@ def test_load_state_dict_rejects_what_is_not_a_state(state):
     """Anything that is not a TensorLoader state raises ValueError naming the expected format."""
     with pytest.raises(ValueError, match="not a TensorLoader state_dict"):
         TensorLoader(IndexedDataset(5), batch_size=2).load_state_dict(state)
+
+
+def _run_resuming(make, stops, epochs: int = 3) -> list[list]:
+    """Labels of ``epochs`` epochs from ``make(0)``, interrupted at each of ``stops``.
+
+    A stop ``(e, k)`` is in epoch ``e`` after ``k`` batches, the iterator open; ``(e, None)``
+    after epoch ``e``'s iterator raised StopIteration. There the state goes through JSON
+    into a fresh ``make(1)``, ``make(2)``, ...: built with other seeds, so only the loaded
+    state can give the uninterrupted run.
+    """
+    out: list[list] = [[] for _ in range(epochs)]
+    loader, pending, made = make(0), list(stops), 0
+
+    def resume():
+        nonlocal loader, made
+        state = json.loads(json.dumps(loader.state_dict()))
+        made += 1
+        loader = make(made)
+        loader.load_state_dict(state)
+        pending.pop(0)
+
+    for e in range(epochs):
+        it, k = iter(loader), 0
+        while True:
+            if pending and pending[0] == (e, k):
+                resume()
+                it = iter(loader)
+                continue
+            batch = next(it, None)
+            if batch is None:
+                break
+            out[e].append(batch[1].tolist())
+            k += 1
+        if pending and pending[0] == (e, None):
+            resume()
+    assert not pending, f"stops {pending} never reached"
+    return out
+
+
+def _resume_configs():
+    """Loaders whose every generator is seeded by ``k``: 11 samples, one by one or in batches of 3."""
+    def gen(k):
+        return torch.Generator().manual_seed(1000 + k)
+
+    return {
+        "unbatched-in-order": lambda k: TensorLoader(IndexedDataset(11), batch_size=None, generator=gen(k)),
+        "unbatched-shuffled": lambda k: TensorLoader(IndexedDataset(11), batch_size=None, shuffle=True, generator=gen(k)),
+        "batched-shuffled": lambda k: TensorLoader(IndexedDataset(11), batch_size=3, shuffle=True, generator=gen(k)),
+        "sampler-own-generator": lambda k: TensorLoader(
+            IndexedDataset(11), batch_size=3, sampler=RandomSampler(range(11), generator=gen(50 + k)), generator=gen(k)),
+        "unbatched-sampler-own-generator": lambda k: TensorLoader(
+            IndexedDataset(11), batch_size=None, sampler=SubsetRandomSampler(range(0, 11, 2), generator=gen(50 + k)),
+            generator=gen(k)),
+    }
+
+
+@pytest.mark.parametrize("stops", [
+    pytest.param([(0, 2)], id="mid-epoch"),
+    pytest.param([(0, 4)], id="after-the-last-batch-unfinished"),
+    pytest.param([(0, None)], id="after-a-finished-epoch"),
+    pytest.param([(1, 1), (1, 3)], id="twice-in-one-epoch"),
+    pytest.param([(0, None), (1, 2)], id="finished-then-mid-epoch"),
+    pytest.param([(1, 2), (1, 2)], id="twice-without-iterating"),
+])
+@pytest.mark.parametrize("config", list(_resume_configs()))
+def test_resume_unbatched_or_with_a_users_sampler_gives_the_uninterrupted_run(config, stops):
+    """batch_size=None, or a user's sampler with its own generator: saved anywhere (after a finished epoch, again after a resume), the same run."""
+    make = _resume_configs()[config]
+    uninterrupted = [[b[1].tolist() for b in loader] for loader in [make(0)] for _ in range(3)]
+    assert _run_resuming(make, stops) == uninterrupted, f"{config}, resumed at {stops}"
 
 
 # --- claim C13 ----------------------------------------------------------------------------------

@@ -53,10 +53,10 @@ class PairDataset(Dataset):
         return self.X.shape[0]
 
     def _check_index(self, idx: Any) -> int:
-        if isinstance(idx, bool) or isinstance(idx, (float, complex)):
+        """``idx`` as an int in ``[-n, n)``. A bool, and a tensor that is not a 0-d integer (torch
+        lets ``operator.index`` read any one-element integer or bool tensor), is not an index."""
+        if isinstance(idx, bool) or (isinstance(idx, torch.Tensor) and (idx.dim() != 0 or idx.dtype == torch.bool)):
             raise TypeError(f"PairDataset indices must be integers, got {type(idx).__name__} {idx!r}")
-        if isinstance(idx, torch.Tensor) and idx.dim() == 0 and not idx.is_floating_point():
-            idx = int(idx)
         try:
             i = operator.index(idx)
         except TypeError:
@@ -64,7 +64,7 @@ class PairDataset(Dataset):
         n = len(self)
         if not -n <= i < n:
             raise IndexError(f"index {i} out of range for dataset of length {n}")
-        return i + n if i < 0 else i
+        return i
 
     def __getitem__(self, idx: Any) -> tuple[torch.Tensor, torch.Tensor]:
         i = self._check_index(idx)
@@ -73,18 +73,24 @@ class PairDataset(Dataset):
     def __getitems__(self, indices: Sequence[int]) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """Fetch a whole batch with one gather; torch's fetcher calls this when present.
 
-        Returns a list of pairs, the format ``default_collate`` expects from a fetcher.
+        Returns a list of pairs, the format ``default_collate`` expects from a fetcher. The
+        indices are those ``dataset[i]`` accepts: a Python sequence of them (numpy and 0-d
+        tensor integers included), or a 1-d integer tensor or array.
         """
         if len(indices) == 0:
             return []
+        # A Python sequence (not a tensor or an array) of anything but plain ints, DataLoader's
+        # batches, is checked index by index as dataset[i] checks it.
+        if not hasattr(indices, "__array__") and not all(type(i) is int for i in indices):
+            indices = [self._check_index(i) for i in indices]
         try:
             index = torch.as_tensor(indices, device=self.X.device)
-        except (TypeError, ValueError, RuntimeError):
-            index = torch.as_tensor([self._check_index(i) for i in indices], dtype=torch.long, device=self.X.device)
+        except (TypeError, ValueError, RuntimeError):  # e.g. an int beyond int64, an object array
+            index = torch.as_tensor([self._check_index(i) for i in indices], device=self.X.device)
         if index.dtype == torch.bool or index.is_floating_point() or index.is_complex() or index.dim() != 1:
             raise TypeError(f"PairDataset.__getitems__ needs a 1-d sequence of integers, got {indices!r}")
         n = len(self)
-        if index.numel() and (int(index.min()) < -n or int(index.max()) >= n):
+        if int(index.min()) < -n or int(index.max()) >= n:
             bad = next(int(i) for i in index.tolist() if not -n <= i < n)
             raise IndexError(f"index {bad} out of range for dataset of length {n}")
         index = torch.where(index < 0, index + n, index).long()

@@ -41,6 +41,8 @@ from torch.utils.data import (
     RandomSampler,
     SequentialSampler,
     TensorDataset,
+    default_collate,
+    default_convert,
 )
 
 from ._checks import check_positive_int
@@ -278,7 +280,8 @@ class TensorLoader:
         self.batch_sampler = batch_sampler
         self.generator = generator
         self.num_workers = 0
-        self.collate_fn = None
+        # DataLoader's own for collate_fn=None: the function whose batches TensorLoader yields.
+        self.collate_fn = default_collate if batch_sampler is not None else default_convert
         self.pin_memory = pin_memory
         self.pin_memory_device = pin_memory_device
         self.timeout = timeout
@@ -342,6 +345,7 @@ class TensorLoader:
         pending, self._pending = self._pending, None
         if pending is not None and pending["in_epoch"]:
             ep.resumed, ep.skip = True, pending["batches_yielded"]
+            ep.base = ep.skip  # a state_dict() before the first next() still counts them
             ep.perm_drawn, ep.resume_seed = pending["perm_drawn"], pending["epoch_seed"]
             ep.gen_state, ep.sampler_gen_state = pending["generator_state"], pending["sampler_generator_state"]
             ep.epoch_seed = ep.resume_seed
@@ -503,14 +507,16 @@ class TensorLoader:
         ep.finished = True
 
     def _check_index(self, i: Any) -> int:
+        """A sampler's index as an int in ``[0, n)``. Bools and tensors other than 0-d integers are
+        refused: ``operator.index`` reads a one-element or bool tensor as an int, where
+        DataLoader on a TensorDataset would index with it (``t[True]`` is the whole tensor)."""
         n = self._n
+        if isinstance(i, bool) or (isinstance(i, torch.Tensor) and (i.dim() != 0 or i.dtype == torch.bool)):
+            raise TypeError(f"sampler gave index {i!r} of type {type(i).__name__}; indices must be integers")
         try:
             j = operator.index(i)
         except TypeError:
-            if isinstance(i, torch.Tensor) and i.dim() == 0 and not i.is_floating_point():
-                j = int(i)
-            else:
-                raise TypeError(f"sampler gave index {i!r} of type {type(i).__name__}; indices must be integers") from None
+            raise TypeError(f"sampler gave index {i!r} of type {type(i).__name__}; indices must be integers") from None
         if not -n <= j < n:
             raise IndexError(f"index {j} out of range for dataset of length {n}")
         return j + n if j < 0 else j

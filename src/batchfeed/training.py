@@ -100,16 +100,19 @@ def make_model(features: int = 3, classes: int = 2, seed: int = 0) -> nn.Sequent
     return model
 
 
-@torch.no_grad()
 def evaluate(model: nn.Module, X: torch.Tensor, y: torch.Tensor, loss_fn: Callable | None = None) -> tuple[float, float]:
-    """Full-data ``(loss, accuracy)`` of ``model`` on ``(X, y)``, without gradients."""
+    """Full-data ``(loss, accuracy)`` of ``model`` on ``(X, y)`` in eval mode, without gradients.
+
+    The model is left in the mode it came in. ``loss_fn`` defaults to ``CrossEntropyLoss()``.
+    """
     loss_fn = loss_fn or nn.CrossEntropyLoss()
     was_training = model.training
     model.eval()
     try:
-        out = model(X)
-        loss = float(loss_fn(out, y))
-        acc = float((out.argmax(dim=1) == y).float().mean())
+        with torch.no_grad():
+            out = model(X)
+            loss = float(loss_fn(out, y))
+            acc = float((out.argmax(dim=1) == y).float().mean())
     finally:
         model.train(was_training)
     return loss, acc
@@ -142,7 +145,7 @@ class _StepCounter:
 def _run(
     method: str,
     model: nn.Module,
-    batches_for_epoch: Callable[[int], Iterable],
+    batches: Iterable,
     eval_data: tuple[torch.Tensor, torch.Tensor],
     epochs: int,
     lr: float,
@@ -168,7 +171,7 @@ def _run(
             steps_before, samples = counter.count, 0
             start = time.perf_counter()
             losses: list[torch.Tensor] = []
-            for step, (xb, yb) in enumerate(batches_for_epoch(epoch), start=1):
+            for step, (xb, yb) in enumerate(batches, start=1):  # one pass over batches per epoch
                 xb = xb.to(device, non_blocking=True)
                 yb = yb.to(device, non_blocking=True)
                 loss = loss_fn(model(xb), yb)
@@ -224,7 +227,7 @@ def train_full_batch(
     model.to(dev)
     Xd, yd = X.to(dev), y.to(dev)
     return _run(
-        "full-batch", model, lambda _e: ((Xd, yd) for _ in range(steps_per_epoch)), (Xd, yd),
+        "full-batch", model, [(Xd, yd)] * steps_per_epoch, (Xd, yd),
         epochs, lr, optimizer, loss_fn, dev, on_epoch,
     )
 
@@ -250,7 +253,7 @@ def train_minibatch(
     """
     dev = torch.device(device) if device is not None else _model_device(model)
     model.to(dev)
-    return _run("mini-batch", model, lambda _e: iter(loader), (X, y), epochs, lr, optimizer, loss_fn, dev, on_epoch)
+    return _run("mini-batch", model, loader, (X, y), epochs, lr, optimizer, loss_fn, dev, on_epoch)
 
 
 def full_batch_gradient(model: nn.Module, loss_fn: Callable, loader: Iterable) -> list[torch.Tensor]:

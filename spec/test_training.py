@@ -1,0 +1,321 @@
+"""Training loops: the tutorial's model, its two loops and what their History records.
+
+test_updates.py counts the optimizer steps and test_convergence.py compares the two
+methods; this module specifies the rest of batchfeed.training against the tutorial's own
+loop (``CrossEntropyLoss`` + ``SGD(lr=0.1)``, 5 epochs, ``Sequential(Linear(3, 2))``),
+written out here: the same weights and losses, the evaluation in eval mode, the
+divergence checks, the timing and the defaults.
+"""
+
+import math
+import time
+
+import pytest
+import torch
+from torch import nn
+
+from batchfeed import (
+    DivergenceError,
+    History,
+    PairDataset,
+    evaluate,
+    make_model,
+    make_seed_data,
+    train_full_batch,
+    train_minibatch,
+)
+
+
+def _tutorial_loop(model, batches_per_epoch, *, epochs, lr, loss_fn=None) -> list[float]:
+    """The tutorial's training loop, verbatim in effect; returns the loss of every update."""
+    loss_fn = loss_fn or nn.CrossEntropyLoss()
+    opt = torch.optim.SGD(model.parameters(), lr=lr)
+    losses = []
+    for _ in range(epochs):
+        for xb, yb in batches_per_epoch:
+            loss = loss_fn(model(xb), yb)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            losses.append(loss.item())
+    return losses
+
+
+def _batches(X, y, b):
+    return list(zip(X.split(b), y.split(b)))
+
+
+def assert_same_weights(a: nn.Module, b: nn.Module, *, context: str) -> None:
+    __tracebackhide__ = True
+    for (name, pa), pb in zip(a.named_parameters(), b.parameters()):
+        torch.testing.assert_close(pa, pb, rtol=1e-6, atol=1e-7, msg=lambda m, name=name: f"{name}: {m} [{context}]")
+
+
+# --- the model ---------------------------------------------------------------------------------
+
+def test_make_model_defaults_are_the_tutorials_linear_3_to_2():
+    """make_model() is Sequential(Linear(3, 2)) on CPU in float32, seeded with 0."""
+    model = make_model()
+    assert isinstance(model, nn.Sequential) and len(model) == 1 and isinstance(model[0], nn.Linear)
+    assert (model[0].in_features, model[0].out_features) == (3, 2)
+    assert all(p.device.type == "cpu" and p.dtype == torch.float32 and p.requires_grad for p in model.parameters())
+    assert_same_weights(model, make_model(3, 2, seed=0), context="make_model() vs make_model(3, 2, seed=0)")
+
+
+@pytest.mark.parametrize("features", [1, 4, 9])
+def test_make_model_draws_nn_linears_uniform_init(features):
+    """Weights and biases are U(-1/sqrt(F), 1/sqrt(F)), as nn.Linear's default: within the bound, and filling it."""
+    bound = 1 / math.sqrt(features)
+    model = make_model(features, 400, seed=features)  # 400 x F draws: max |w| > 0.95 bound with P > 1 - 0.95^400
+    for name, p in model.named_parameters():
+        p = p.detach()
+        assert float(p.abs().max()) <= bound, f"{name}: |w| up to {float(p.abs().max())} > 1/sqrt({features})"
+        assert float(p.max()) > 0.9 * bound and float(p.min()) < -0.9 * bound, (
+            f"{name}: in [{float(p.min())}, {float(p.max())}], not spread over +-{bound}")
+
+
+@pytest.mark.parametrize("bad", [{"features": 0}, {"classes": 0}, {"features": 2.5}])
+def test_make_model_rejects_bad_sizes(bad):
+    """A non-positive or non-integer number of features or classes raises ValueError naming it."""
+    name = next(iter(bad))
+    with pytest.raises(ValueError, match=rf"{name} must be a positive integer"):
+        make_model(**bad)
+
+
+# --- evaluate --------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("was_training", [True, False])
+def test_evaluate_runs_in_eval_mode_and_restores_the_mode(was_training):
+    """evaluate computes in eval mode (dropout off), without gradients, and leaves the model in the mode it came in."""
+    X, y = make_seed_data(40, 3, seed=1)
+    model = nn.Sequential(make_model(3, 2, seed=1), nn.Dropout(0.5))
+    model.train(was_training)
+    modes = []
+    model.register_forward_hook(lambda m, _i, out: modes.append((m.training, out.requires_grad)))
+    loss, acc = evaluate(model, X, y)
+    assert modes == [(False, False)], f"forward ran with (training, requires_grad) = {modes}"
+    assert model.training is was_training and model[1].training is was_training
+    with torch.no_grad():
+        out = model[0](X)  # eval-mode dropout is the identity
+    assert loss == pytest.approx(float(nn.functional.cross_entropy(out, y)), rel=1e-6)
+    assert acc == pytest.approx(float((out.argmax(1) == y).double().mean()))
+
+
+def test_evaluate_uses_the_given_loss_fn():
+    """evaluate(..., loss_fn) reports that loss; without one, cross-entropy; accuracy is argmax == y either way."""
+    X, y = make_seed_data(30, 3, seed=2)
+    model = make_model(3, 2, seed=2)
+    with torch.no_grad():
+        out = model(X)
+    ce = float(nn.functional.cross_entropy(out, y))
+    summed = evaluate(model, X, y, nn.CrossEntropyLoss(reduction="sum"))
+    assert summed[0] == pytest.approx(30 * ce, rel=1e-5)
+    assert evaluate(model, X, y)[0] == pytest.approx(ce, rel=1e-6)
+    assert summed[1] == evaluate(model, X, y)[1] == pytest.approx(float((out.argmax(1) == y).double().mean()))
+
+
+# --- the loops are the tutorial's loop -------------------------------------------------------------
+
+def test_train_minibatch_is_the_tutorials_loop_with_its_defaults():
+    """train_minibatch with its defaults (5 epochs, SGD lr=0.1, cross-entropy) gives the tutorial loop's weights and per-update losses."""
+    X, y = make_seed_data(50, 3, seed=3)
+    batches = _batches(X, y, 8)  # 6 full batches and one of 2
+    hist = train_minibatch(got := make_model(seed=3), batches, X, y)
+    losses = _tutorial_loop(expected := make_model(seed=3), batches, epochs=5, lr=0.1)
+    assert hist.method == "mini-batch" and hist.epochs == 5
+    assert hist.update_losses == pytest.approx(losses, rel=1e-6)
+    assert_same_weights(got, expected, context="train_minibatch defaults vs the tutorial's loop")
+    assert hist.samples_per_epoch == [50] * 5 and hist.steps_per_epoch == [7] * 5
+
+
+def test_train_full_batch_is_the_tutorials_loop_with_its_defaults():
+    """train_full_batch with its defaults (5 epochs, one full-data SGD lr=0.1 update each) gives the tutorial loop's weights."""
+    X, y = make_seed_data(50, 3, seed=4)
+    hist = train_full_batch(got := make_model(seed=4), X, y)
+    losses = _tutorial_loop(expected := make_model(seed=4), [(X, y)], epochs=5, lr=0.1)
+    assert hist.method == "full-batch" and hist.epochs == 5
+    assert hist.update_losses == pytest.approx(losses, rel=1e-6)
+    assert_same_weights(got, expected, context="train_full_batch defaults vs the tutorial's loop")
+
+
+def test_a_given_loss_fn_is_trained_on_and_reported():
+    """loss_fn=...: the updates follow that loss and History's losses are that loss, evaluations included."""
+    X, y = make_seed_data(40, 3, seed=5)
+    loss_fn = nn.CrossEntropyLoss(label_smoothing=0.3)
+    batches = _batches(X, y, 16)
+    hist = train_minibatch(got := make_model(seed=5), batches, X, y, epochs=2, lr=0.5, loss_fn=loss_fn)
+    losses = _tutorial_loop(expected := make_model(seed=5), batches, epochs=2, lr=0.5, loss_fn=loss_fn)
+    assert hist.update_losses == pytest.approx(losses, rel=1e-6)
+    assert_same_weights(got, expected, context="label-smoothed loss")
+    assert hist.epoch_loss[0] == pytest.approx(evaluate(make_model(seed=5), X, y, loss_fn)[0], rel=1e-6)
+    assert hist.epoch_loss[-1] == pytest.approx(evaluate(got, X, y, loss_fn)[0], rel=1e-6)
+
+
+def test_training_runs_in_train_mode_whatever_mode_the_model_came_in():
+    """A model handed over in eval mode is trained in train mode (dropout on) and evaluated in eval mode."""
+    X, y = make_seed_data(16, 3, seed=6)
+    model = nn.Sequential(make_model(3, 2, seed=6), nn.Dropout(0.0))
+    model.eval()
+    modes = []
+    model.register_forward_hook(lambda m, _i, out: modes.append((m.training, out.requires_grad)))
+    train_minibatch(model, _batches(X, y, 8), X, y, epochs=1)
+    # evaluation before training, two training batches, evaluation after the epoch
+    assert modes == [(False, False), (True, True), (True, True), (False, False)], modes
+
+
+def test_on_epoch_sees_the_history_after_each_epoch():
+    """on_epoch is called once per epoch, after that epoch's evaluation, with the History so far."""
+    X, y = make_seed_data(24, 3, seed=7)
+    seen = []
+    hist = train_minibatch(make_model(seed=7), _batches(X, y, 10), X, y, epochs=3,
+                           on_epoch=lambda h: seen.append((h.epochs, len(h.epoch_loss), h.total_steps)))
+    assert seen == [(1, 2, 3), (2, 3, 6), (3, 4, 9)]
+    assert hist.total_steps == 9 and hist.final_loss == hist.epoch_loss[-1]
+    assert hist.to_dict()["steps_per_epoch"] == [3, 3, 3] and hist.to_dict()["method"] == "mini-batch"
+
+
+def test_zero_epochs_evaluates_once_and_leaves_the_model():
+    """epochs=0 trains nothing: one evaluation, no steps, the weights unchanged, no wall time."""
+    X, y = make_seed_data(20, 3, seed=8)
+    model = make_model(seed=8)
+    hist = train_full_batch(model, X, y, epochs=0)
+    assert hist.epochs == 0 and hist.update_losses == [] and hist.updates_so_far == [0]
+    assert hist.epoch_loss == [pytest.approx(evaluate(make_model(seed=8), X, y)[0])]
+    assert hist.wall_time == 0.0 and hist.epoch_time == []
+    assert_same_weights(model, make_model(seed=8), context="epochs=0")
+
+
+def test_an_epoch_without_batches_takes_no_step():
+    """A loader that yields nothing: each epoch records 0 steps and 0 samples, and the loss stays put."""
+    X, y = make_seed_data(20, 3, seed=9)
+    hist = train_minibatch(make_model(seed=9), [], X, y, epochs=2)
+    assert hist.steps_per_epoch == [0, 0] and hist.samples_per_epoch == [0, 0] and hist.update_losses == []
+    assert hist.epoch_loss[0] == hist.epoch_loss[1] == hist.epoch_loss[2]
+
+
+@pytest.mark.parametrize("epochs", [-1, 1.5, True, "3"], ids=repr)
+def test_bad_epochs_are_rejected(epochs):
+    """epochs must be a non-negative int: anything else raises ValueError naming it."""
+    X, y = make_seed_data(10)
+    with pytest.raises(ValueError, match=rf"epochs must be a non-negative integer, got {epochs!r}"):
+        train_full_batch(make_model(), X, y, epochs=epochs)
+
+
+def test_a_model_without_parameters_is_refused():
+    """A model with no parameters has nothing to train: ValueError (SGD's empty parameter list)."""
+    X, y = make_seed_data(10, 2)
+    with pytest.raises(ValueError, match="empty parameter list"):
+        train_full_batch(nn.Sequential(), X, y, epochs=1)
+
+
+def test_the_device_option_trains_there(device):
+    """device=...: the model and the data go there, and the run matches the CPU run."""
+    X, y = make_seed_data(32, 3, seed=10)
+    cpu = train_full_batch(make_model(seed=10), X, y, epochs=2)
+    model = make_model(seed=10)
+    hist = train_full_batch(model, X, y, epochs=2, device=str(device))
+    assert all(p.device == device for p in model.parameters())
+    assert hist.epoch_loss == pytest.approx(cpu.epoch_loss, rel=1e-5)
+    model = make_model(seed=10).to(device)
+    hist = train_minibatch(model, [(X, y)], X, y, epochs=2)  # default: the model's device
+    assert all(p.device == device for p in model.parameters()), "the model was moved off its device"
+    assert hist.epoch_loss == pytest.approx(cpu.epoch_loss, rel=1e-5)
+
+
+# --- time ------------------------------------------------------------------------------------------
+
+class _SlowBatches:
+    """Two batches per epoch, each taking at least ``delay`` seconds to produce."""
+
+    def __init__(self, X, y, delay: float) -> None:
+        self.batches, self.delay = _batches(X, y, (len(y) + 1) // 2), delay
+
+    def __iter__(self):
+        for b in self.batches:
+            time.sleep(self.delay)
+            yield b
+
+
+def test_epoch_time_is_the_cumulative_training_time_without_evaluation():
+    """epoch_time[k]: the training time up to the end of epoch k, evaluations excluded; wall_time is the last.
+
+    Bounds from sleeps, which only ever take longer: each batch takes >= 10 ms to produce and
+    each evaluation sleeps >= 10 ms, so at the end of epoch k (on_epoch, after its evaluation)
+    epoch_time >= 2k x 10 ms and <= (time since the start) - (k + 1) x 10 ms.
+    """
+    X, y = make_seed_data(20, 3, seed=11)
+    delay = 0.01
+
+    def loss_fn(out, target):
+        if not torch.is_grad_enabled():  # evaluate() runs under no_grad
+            time.sleep(delay)
+        return nn.functional.cross_entropy(out, target)
+
+    ends = []
+    start = time.perf_counter()
+    hist = train_minibatch(make_model(seed=11), _SlowBatches(X, y, delay), X, y, epochs=3, loss_fn=loss_fn,
+                           on_epoch=lambda h: ends.append(time.perf_counter() - start))
+    assert len(hist.epoch_time) == 3
+    for k, (t, end) in enumerate(zip(hist.epoch_time, ends), start=1):
+        assert t >= k * 2 * delay, f"epoch_time[{k - 1}] = {t:.4f} s < {k} epochs x 2 batches x {delay} s"
+        assert t <= end - (k + 1) * delay, (
+            f"epoch_time[{k - 1}] = {t:.4f} s, but epoch {k} ended {end:.4f} s after the start, "
+            f"with {k + 1} evaluations of >= {delay} s in that time")
+    assert hist.wall_time == hist.epoch_time[-1]
+
+
+def test_a_fresh_history_has_no_wall_time():
+    """History before any epoch: no steps, no wall time."""
+    hist = History(method="mini-batch")
+    assert hist.wall_time == 0.0 and hist.epochs == 0 and hist.total_steps == 0 and hist.updates_so_far == [0]
+
+
+# --- divergence ----------------------------------------------------------------------------------
+
+class _Epochs:
+    """A loader whose epoch ``e`` (from 1) yields ``make(e)``'s batches."""
+
+    def __init__(self, make) -> None:
+        self.make, self.epoch = make, 0
+
+    def __iter__(self):
+        self.epoch += 1
+        return iter(self.make(self.epoch))
+
+
+def test_divergence_names_the_epoch_and_step_and_skips_the_bad_update():
+    """A non-finite batch loss at epoch 2, step 2 raises DivergenceError naming both; the weights stay finite (no step on it)."""
+    X, y = make_seed_data(30, 3, seed=12)
+    bad = X[10:20].clone()
+    bad[0, 0] = float("nan")
+    good = _batches(X, y, 10)
+    loader = _Epochs(lambda e: good if e == 1 else [good[0], (bad, y[10:20]), good[2]])
+    model = make_model(seed=12)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    with pytest.raises(DivergenceError, match=r"^mini-batch training diverged: loss=nan at epoch 2, step 2 \(lr=0\.1\)$"):
+        train_minibatch(model, loader, X, y, epochs=3, optimizer=opt)
+    expected = make_model(seed=12)
+    _tutorial_loop(expected, good, epochs=1, lr=0.1)
+    _tutorial_loop(expected, good[:1], epochs=1, lr=0.1)
+    assert_same_weights(model, expected, context="the 4 updates before the bad batch")
+
+
+def test_divergence_seen_only_at_the_epochs_end_is_raised_naming_the_epoch():
+    """Finite batch losses but non-finite weights after the epoch's last update: DivergenceError after that epoch."""
+    X, y = make_seed_data(30, 3, seed=13)
+    model = make_model(seed=13)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    # An update that overflows: the step's loss (before it) was finite, the weights after it are not.
+    opt.register_step_post_hook(lambda *_: model[0].weight.data.fill_(float("inf")))
+    with pytest.raises(DivergenceError, match=r"^full-batch training diverged: full-data loss=nan after epoch 1 \(lr=0\.1\)$"):
+        train_full_batch(model, X, y, epochs=3, optimizer=opt)
+
+
+def test_history_of_a_dataloader_run_counts_samples_with_an_uneven_last_batch():
+    """samples_per_epoch counts the samples of every batch, the short last one included."""
+    X, y = make_seed_data(45, 3, seed=14)
+    loader = torch.utils.data.DataLoader(PairDataset(X, y), batch_size=10, shuffle=True,
+                                         generator=torch.Generator().manual_seed(14))
+    hist = train_minibatch(make_model(seed=14), loader, X, y, epochs=2)
+    assert hist.samples_per_epoch == [45, 45] and hist.steps_per_epoch == [5, 5]
+    assert hist.updates_so_far == [0, 5, 10]

@@ -1,0 +1,228 @@
+"""Mutation score of one batchfeed module against its spec files (mutmut 3), not run in CI.
+
+    python tools/mutation.py MODULE [MODULE ...] [--jobs N] [--keep] [--mutant NAME ...]
+    tox -e mutation -- loader            # the same in tox's environment (default: all four modules)
+
+MODULE is one of loader, datasets, training, claims (``src/batchfeed/MODULE.py``).
+
+Each module is mutated alone and tested with the spec files that specify it (TARGETS).
+The run happens in a scratch copy of the project, ``out/mutation/<module>/`` (git-ignored):
+mutmut 3 writes its mutated tree to ``mutants/`` beside its config, and one config per
+module keeps the runs apart. Tests run with ``HYPOTHESIS_PROFILE=ci`` (derandomized: the
+score is reproducible), one torch thread, ``slow`` tests deselected (pyproject's addopts).
+
+At the end it prints, and writes to ``out/mutation/<module>/report.md``: total / killed /
+survived / equivalent mutants and the score killed / (total - equivalent), every surviving
+mutant's diff, and the equivalents of ``tools/mutation-equivalents.toml`` that no longer
+match (renamed or killed: that file follows the code, see docs/spec-strength.md).
+Exit status 0 when the score meets TARGET_SCORE, 1 otherwise.
+
+mutmut 3 mutates the bodies of functions and methods, not module- or class-level code, and
+skips functions with a decorator other than ``@staticmethod``/``@classmethod``
+(``@property``, ``@functools.cache``, ...): those are not scored.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+EQUIVALENTS = ROOT / "tools" / "mutation-equivalents.toml"
+TARGET_SCORE = 0.90
+
+#: module -> the spec files that specify it, and extra pytest arguments for them.
+TARGETS: dict[str, dict] = {
+    # TensorLoader: its own tests, and the loader conformance spec run against it.
+    "loader": {"tests": ["spec/test_loader.py", "spec/conformance/"], "args": ["--loader=batchfeed:TensorLoader"]},
+    "datasets": {"tests": ["spec/test_dataset.py"], "args": []},
+    # full_batch_gradient is specified in test_memory.py, beside the memory claims (slow, left out).
+    "training": {"tests": ["spec/test_training.py", "spec/test_updates.py", "spec/test_convergence.py",
+                           *(f"spec/test_memory.py::{t}" for t in (
+                               "test_accumulated_gradient_equals_the_full_batch_gradient",
+                               "test_naive_averaging_of_microbatch_gradients_is_wrong_with_an_uneven_last_batch",
+                               "test_naive_averaging_is_exact_only_when_all_batches_are_equal",
+                               "test_accumulated_gradient_step_is_one_full_batch_gd_step",
+                               "test_accumulated_gradient_with_sum_reduction_is_the_summed_gradient",
+                               "test_accumulated_gradient_refuses_what_it_cannot_weight"))],
+             "args": []},
+    "claims": {"tests": ["spec/test_claims.py"], "args": []},
+}
+
+# mutmut's exit-code classes (mutmut.stats.status_by_exit_code), folded into four.
+KILLED = {"killed", "timeout", "segfault", "caught by type check"}
+
+
+def _status(code: int | None) -> str:
+    from mutmut.stats import status_by_exit_code
+
+    return status_by_exit_code[code]
+
+
+def prepare(workdir: Path, module: str, target: dict) -> None:
+    """A scratch copy of the project with a [tool.mutmut] config for ``module`` only."""
+    for name in ("src", "spec", "mutants"):
+        shutil.rmtree(workdir / name, ignore_errors=True)
+    workdir.mkdir(parents=True, exist_ok=True)
+    ignore = shutil.ignore_patterns("__pycache__", "*.egg-info", ".hypothesis", ".pytest_cache")
+    shutil.copytree(ROOT / "src", workdir / "src", ignore=ignore)
+    shutil.copytree(ROOT / "spec", workdir / "spec", ignore=ignore)
+    shutil.copy2(ROOT / "conftest.py", workdir / "conftest.py")
+    missing = [t for t in target["tests"] if not (ROOT / t.partition("::")[0]).exists()]
+    tests = [t for t in target["tests"] if t not in missing]
+    if missing:
+        print(f"note: {', '.join(missing)} not found; running without", file=sys.stderr)
+    if not tests:
+        sys.exit(f"{module}: none of its spec files exists: {', '.join(target['tests'])}")
+    config = {
+        "source_paths": ["src"],
+        "only_mutate": [f"src/batchfeed/{module}.py"],
+        "also_copy": ["spec/", "conftest.py"],
+        "pytest_add_cli_args_test_selection": tests,
+        "pytest_add_cli_args": ["-p", "no:cacheprovider", *target["args"]],
+        "use_git_change_detection": False,
+        # mutmut's timeout is multiplier x the tests' call time + constant; fixture setup (the
+        # 30-seed comparison of test_convergence.py) is not in the call time, and the machine
+        # is shared: a generous constant keeps slow runs from passing for hangs.
+        "timeout_multiplier": 10.0,
+        "timeout_constant": 120.0,
+    }
+    lines = ["", "[tool.mutmut]"] + [f"{k} = {json.dumps(v)}" for k, v in config.items()]
+    (workdir / "pyproject.toml").write_text((ROOT / "pyproject.toml").read_text() + "\n".join(lines) + "\n")
+
+
+def load_equivalents(module: str) -> dict[str, dict]:
+    if not EQUIVALENTS.exists():
+        return {}
+    data = tomllib.loads(EQUIVALENTS.read_text())
+    return {e["mutant"]: e for e in data.get(module, [])}
+
+
+def added_lines(diff: str) -> list[str]:
+    return [ln[1:].strip() for ln in diff.splitlines() if ln.startswith("+") and not ln.startswith("+++")]
+
+
+def report(workdir: Path, module: str, target: dict, elapsed: float) -> bool:
+    os.chdir(workdir)  # mutmut reads its config and mutants/ from the working directory
+    from mutmut.configuration import reset_config
+    from mutmut.mutation.diff_apply import get_diff_for_mutant
+
+    reset_config()
+
+    meta = json.loads((workdir / "mutants" / "src" / "batchfeed" / f"{module}.py.meta").read_text())
+    codes: dict[str, int | None] = meta["exit_code_by_key"]
+    status = {name: _status(code) for name, code in codes.items()}
+    equivalents = load_equivalents(module)
+    diffs = {name: get_diff_for_mutant(name, path=f"src/batchfeed/{module}.py")
+             for name, st in status.items() if st not in KILLED or name in equivalents}
+
+    stale, equivalent = [], []
+    for name, entry in equivalents.items():
+        if name not in status:
+            stale.append(f"{name}: no such mutant any more")
+        elif status[name] in KILLED:
+            stale.append(f"{name}: listed as equivalent but killed")
+        elif entry["mutation"].strip() not in added_lines(diffs[name]):
+            stale.append(f"{name}: now mutates {added_lines(diffs[name])}, the entry says {entry['mutation']!r}")
+        else:
+            equivalent.append(name)
+    killed = sorted(n for n, st in status.items() if st in KILLED)
+    survived = sorted(n for n, st in status.items() if st not in KILLED and n not in equivalent)
+    total = len(status)
+    score = len(killed) / (total - len(equivalent)) if total > len(equivalent) else 1.0
+    by_status: dict[str, int] = {}
+    for st in status.values():
+        by_status[st] = by_status.get(st, 0) + 1
+
+    import mutmut
+
+    out = [
+        f"# Mutation score: src/batchfeed/{module}.py",
+        "",
+        f"- tool: mutmut {mutmut.__version__}; HYPOTHESIS_PROFILE={os.environ.get('HYPOTHESIS_PROFILE', 'ci')}; "
+        f"tests: {' '.join(target['tests'])} {' '.join(target['args'])}".rstrip(),
+        f"- {datetime.date.today().isoformat()}, {platform.node()}, {os.cpu_count()} CPUs, "
+        f"python {platform.python_version()}, run time {elapsed / 60:.1f} min",
+        f"- mutmut's verdicts: {', '.join(f'{k} {v}' for k, v in sorted(by_status.items()))}",
+        f"- total {total}, killed {len(killed)}, survived {len(survived)}, equivalent {len(equivalent)}: "
+        f"score {len(killed)}/{total - len(equivalent)} = {score:.1%} (target {TARGET_SCORE:.0%})",
+        "",
+    ]
+    if stale:
+        out += ["## Stale entries of tools/mutation-equivalents.toml", ""] + [f"- {s}" for s in stale] + [""]
+    timeouts = sorted(n for n, st in status.items() if st == "timeout")
+    if timeouts:
+        out += ["## Timed out (counted as killed)", ""] + [f"- `{n}`" for n in timeouts] + [""]
+    out += ["## Survivors", ""]
+    for name in survived:
+        out += [f"### {name} ({status[name]})", "", "```diff", diffs[name], "```", ""]
+    out += ["## Equivalent", ""] + [f"- `{n}`: {equivalents[n]['reason']}" for n in equivalent]
+    text = "\n".join(out) + "\n"
+    (workdir / "report.md").write_text(text)
+    print(text)
+    return score >= TARGET_SCORE and not stale
+
+
+def run_module(module: str, args: argparse.Namespace) -> bool:
+    target = TARGETS[module]
+    workdir = ROOT / "out" / "mutation" / module
+    start = datetime.datetime.now()
+    if not args.report_only:
+        saved = workdir.parent / f".{module}-mutants"
+        shutil.rmtree(saved, ignore_errors=True)
+        if (args.keep or args.mutant) and (workdir / "mutants").exists():
+            (workdir / "mutants").rename(saved)
+        prepare(workdir, module, target)
+        if saved.exists():
+            saved.rename(workdir / "mutants")
+            # mutmut does not copy the tests again into an existing tree: refresh them.
+            for name in ("spec", "conftest.py", "pyproject.toml"):
+                src, dst = workdir / name, workdir / "mutants" / name
+                if src.is_dir():
+                    shutil.copytree(src, dst, dirs_exist_ok=True)
+                else:
+                    shutil.copy2(src, dst)
+        env = {**os.environ, "HYPOTHESIS_PROFILE": os.environ.get("HYPOTHESIS_PROFILE", "ci"),
+               "OMP_NUM_THREADS": "1", "BATCHFEED_TEST_THREADS": "1"}
+        env.pop("PYTHONPATH", None)  # mutmut puts the mutated src/ first on sys.path itself
+        mutmut = shutil.which("mutmut") or sys.exit("mutmut not found: pip install mutmut==3.8.1")
+        names = [m for m in args.mutant if m.startswith(f"batchfeed.{module}.")]
+        rc = subprocess.call([mutmut, "run", "--max-children", str(args.jobs), *names], cwd=workdir, env=env)
+        if rc != 0:
+            print(f"{module}: mutmut run exited with {rc}", file=sys.stderr)
+            return False
+    elapsed = (datetime.datetime.now() - start).total_seconds()
+    return report(workdir, module, target, elapsed)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("modules", nargs="+", choices=sorted(TARGETS), metavar="MODULE",
+                        help=f"one or more of {', '.join(TARGETS)}")
+    parser.add_argument("--mutant", action="append", default=[],
+                        help="test only this mutant (a name from report.md; repeatable); implies --keep")
+    parser.add_argument("--jobs", type=int, default=2, help="mutants tested in parallel (default 2)")
+    parser.add_argument("--keep", action="store_true",
+                        help="reuse out/mutation/MODULE/mutants: mutmut re-tests only mutants of changed functions")
+    parser.add_argument("--report-only", action="store_true", help="only rewrite the report of the last run")
+    args = parser.parse_args()
+    results = {}
+    for module in args.modules:
+        cwd = os.getcwd()
+        results[module] = run_module(module, args)
+        os.chdir(cwd)
+    if len(results) > 1:
+        print("\n".join(f"{m}: {'meets' if ok else 'misses'} the target" for m, ok in results.items()))
+    return 0 if all(results.values()) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
