@@ -49,7 +49,8 @@ DOCS = {
     "C1": dict(data_bytes_per_sample=4104, full_bytes_per_sample=4128, minibatch_bytes_per_sample=75,
                accumulated_bytes_per_sample=0),
     "C2": dict(seeds=30, epochs=5, updates=160, epoch_wins=30, equal_update_wins=15, equal_update_loss_ratio=0.9999),
-    "C3": dict(seeds=30, mini_roughness=10.38, full_roughness=1.0, mini_smoother=0, mini_monotone=30, full_monotone=30),
+    "C3": dict(seeds=30, updates=160, mini_roughness=1.0, full_roughness=1.0, mini_smoother=0, mini_monotone=30,
+               full_monotone=30, batch_loss_roughness=10.38),
     "C4": dict(seeds=30, epochs=5, full_behind_per_epoch=30, full_loss_increases=0, full_updates=4950),
     "C5": dict(pairs=6, pairs_ok=6),
     "C6": dict(indices_checked=2000, mismatches=0),
@@ -79,7 +80,7 @@ C1_HOLDS_ACCUMULATED = ("holds: processing small batches is what saves the memor
 C2_UPDATES_ONLY = ("holds only when progress is counted per epoch: at equal updates full-batch does as well, "
                    "so the gain is the number of updates, not better updates")
 C2_PARTIAL_EDGE = "holds only when progress is counted per epoch; per update mini-batch keeps a partial edge"
-C3_PER_EPOCH = "holds only when smoothness is judged per epoch"
+C3_SOME = "holds only in some seeds"
 C4_PER_EPOCH = "holds only when 'slow' means per epoch; full-batch GD was never unstable"
 C7_WELL_FORMED = "holds only for well-formed input"
 C10_NAIVE = ("holds only against naive full-batch training: loading everything at once overflows, but "
@@ -197,41 +198,43 @@ def test_c2_figure_text(figures, text):
     assert figure_text("C2", figures) == text
 
 
-C3 = dict(seeds=30, mini_roughness=1.5, full_roughness=1.0, mini_smoother=30, mini_monotone=30, full_monotone=30)
+C3 = dict(seeds=30, updates=160, mini_roughness=1.0, full_roughness=1.5, mini_smoother=30, mini_monotone=30,
+          full_monotone=30, batch_loss_roughness=10.0)
 
 
 @pytest.mark.parametrize(("changes", "expected"), [
     pytest.param({}, HOLDS, id="30/30"),
     pytest.param(dict(mini_smoother=27), HOLDS, id="exactly-90%"),
-    pytest.param(dict(mini_smoother=27, full_monotone=0), HOLDS, id="exactly-90%-monotonicity-ignored"),
-    pytest.param(dict(seeds=1000, mini_smoother=899, mini_monotone=1000, full_monotone=1000), C3_PER_EPOCH,
-                 id="just-under-90%"),
-    pytest.param(dict(mini_smoother=15), C3_PER_EPOCH, id="half"),
-    pytest.param(dict(seeds=1000, mini_smoother=101, mini_monotone=1000, full_monotone=1000), C3_PER_EPOCH,
-                 id="just-over-10%"),
-    pytest.param(dict(mini_smoother=3), REFUTED, id="exactly-10%-equally-monotone"),
-    pytest.param(dict(mini_smoother=0), REFUTED, id="0/30-equally-monotone"),
-    pytest.param(dict(mini_smoother=0, mini_monotone=29), REFUTED, id="0/30-full-more-monotone"),
-    pytest.param(dict(mini_smoother=3, full_monotone=29), C3_PER_EPOCH, id="exactly-10%-full-less-monotone"),
-    pytest.param(dict(mini_smoother=0, mini_monotone=0, full_monotone=0), REFUTED, id="0/30-neither-monotone"),
+    pytest.param(dict(mini_smoother=27, full_monotone=0, mini_monotone=0), HOLDS, id="exactly-90%-monotonicity-ignored"),
+    pytest.param(dict(seeds=1000, mini_smoother=899), C3_SOME, id="just-under-90%"),
+    pytest.param(dict(mini_smoother=15), C3_SOME, id="half"),
+    pytest.param(dict(seeds=1000, mini_smoother=101), C3_SOME, id="just-over-10%"),
+    pytest.param(dict(mini_smoother=3), REFUTED, id="exactly-10%"),
+    pytest.param(dict(mini_smoother=0), REFUTED, id="0/30"),
+    pytest.param(dict(mini_smoother=0, batch_loss_roughness=1.0), REFUTED, id="0/30-batch-noise-ignored"),
+    pytest.param(dict(mini_smoother=30, batch_loss_roughness=50.0), HOLDS, id="30/30-batch-noise-ignored"),
 ])
 def test_c3_rule(changes, expected):
-    """C3 holds if mini-batch is smoother in >= 90% of seeds; refuted if in <= 10% and full-batch is at least as monotone; else per epoch only."""
+    """C3 compares the full-data loss per update of both methods: holds if mini-batch's is smoother in >= 90% of seeds, refuted if in <= 10%, else some seeds only; per-batch noise does not decide."""
     assert verdict("C3", C3, **changes) == expected
 
 
 @pytest.mark.parametrize(("figures", "text"), [
-    pytest.param(DOCS["C3"], "per-update loss roughness (total variation / net decrease; 1.0 = monotone): mini-batch "
-                 "median 10.38, full-batch median 1.00; mini-batch smoother in 0/30 seeds; full-data loss fell every "
-                 "epoch in 30/30 (mini) and 30/30 (full) seeds", id="docs"),
-    pytest.param(dict(seeds=9, mini_roughness=2.345, full_roughness=1.004, mini_smoother=4, mini_monotone=7,
-                      full_monotone=8),
-                 "per-update loss roughness (total variation / net decrease; 1.0 = monotone): mini-batch median 2.35, "
-                 "full-batch median 1.00; mini-batch smoother in 4/9 seeds; full-data loss fell every epoch in 7/9 "
-                 "(mini) and 8/9 (full) seeds", id="distinct-figures"),
+    pytest.param(DOCS["C3"], "full-data loss after every one of 160 updates, both methods (roughness = total variation / "
+                 "net decrease; 1.0 = it fell at every update): mini-batch median 1.00, full-batch at equal updates "
+                 "median 1.00; mini-batch smoother in 0/30 seeds; fell after every update in 30/30 (mini) and 30/30 "
+                 "(full) seeds. Per-batch training losses (each on another sample of the data): roughness 10.38, "
+                 "noise of the estimate, not of convergence", id="docs"),
+    pytest.param(dict(seeds=9, updates=77, mini_roughness=2.345, full_roughness=1.004, mini_smoother=4, mini_monotone=7,
+                      full_monotone=8, batch_loss_roughness=3.456),
+                 "full-data loss after every one of 77 updates, both methods (roughness = total variation / net "
+                 "decrease; 1.0 = it fell at every update): mini-batch median 2.35, full-batch at equal updates median "
+                 "1.00; mini-batch smoother in 4/9 seeds; fell after every update in 7/9 (mini) and 8/9 (full) seeds. "
+                 "Per-batch training losses (each on another sample of the data): roughness 3.46, noise of the "
+                 "estimate, not of convergence", id="distinct-figures"),
 ])
 def test_c3_figure_text(figures, text):
-    """C3's text reports both median roughnesses, the smoother count and both monotone counts out of the seeds."""
+    """C3's text reports the updates, both median roughnesses, the smoother count, both monotone counts and the per-batch noise."""
     assert figure_text("C3", figures) == text
 
 
@@ -690,10 +693,12 @@ class _Slices:
 
 
 def _train(model, batches_per_epoch, X, y):
-    """SGD(lr) on CrossEntropyLoss: (per-update losses, full-data loss before training and after each epoch)."""
+    """SGD(lr) on CrossEntropyLoss: (per-update losses, full-data loss before training and after each epoch,
+    full-data loss before training and after each update)."""
     loss_fn, opt = nn.CrossEntropyLoss(), torch.optim.SGD(model.parameters(), lr=LR)
     with torch.no_grad():
         updates, epochs = [], [float(loss_fn(model(X), y))]
+    path = [epochs[0]]
     for batches in batches_per_epoch:
         for xb, yb in batches:
             loss = loss_fn(model(xb), yb)
@@ -701,9 +706,11 @@ def _train(model, batches_per_epoch, X, y):
             loss.backward()
             opt.step()
             updates.append(float(loss.detach()))
+            with torch.no_grad():
+                path.append(float(loss_fn(model(X), y)))
         with torch.no_grad():
             epochs.append(float(loss_fn(model(X), y)))
-    return updates, epochs
+    return updates, epochs, path
 
 
 def _hand_figures(seed):
@@ -716,8 +723,8 @@ def _hand_figures(seed):
 
 
 def _rough(losses):
-    """Total variation over net decrease."""
-    return sum(abs(losses[i + 1] - losses[i]) for i in range(len(losses) - 1)) / (losses[0] - losses[-1])
+    """Total variation over net decrease; a path that did not decrease divides by 1e-12 (as rough as it gets)."""
+    return sum(abs(losses[i + 1] - losses[i]) for i in range(len(losses) - 1)) / max(losses[0] - losses[-1], 1e-12)
 
 
 def test_seed_data_and_model_are_the_tutorials():
@@ -745,18 +752,19 @@ def test_claim_figures_match_a_comparison_counted_by_hand():
     end = {k: [h[i][1][-1] for h in hand] for i, k in enumerate(("full", "mini", "full_eq"))}
     mini_wins = sum(m < f for m, f in zip(end["mini"], end["full"]))
     eq_wins = sum(m < f for m, f in zip(end["mini"], end["full_eq"]))
-    mini_rough = [_rough(m[0]) for _, m, _ in hand]
-    full_rough = [_rough(fe[0]) for _, _, fe in hand]
+    mini_rough = [_rough(m[2]) for _, m, _ in hand]
+    full_rough = [_rough(fe[2]) for _, _, fe in hand]
     falls = lambda losses: all(b < a for a, b in zip(losses, losses[1:]))  # noqa: E731
     rises = sum(b > a for f, _, fe in hand for h in (f, fe) for a, b in zip(h[1], h[1][1:]))
     expected = {
         "C2": dict(seeds=seeds, epochs=EPOCHS, updates=updates, epoch_wins=mini_wins, equal_update_wins=eq_wins,
                    equal_update_loss_ratio=statistics.median(m / f for m, f in zip(end["mini"], end["full_eq"]))),
-        "C3": dict(seeds=seeds, mini_roughness=statistics.median(mini_rough),
+        "C3": dict(seeds=seeds, updates=updates, mini_roughness=statistics.median(mini_rough),
                    full_roughness=statistics.median(full_rough),
-                   mini_smoother=sum(m < f for m, f in zip(mini_rough, full_rough)),
-                   mini_monotone=sum(falls(m[1]) for _, m, _ in hand),
-                   full_monotone=sum(falls(fe[1]) for _, _, fe in hand)),
+                   mini_smoother=sum(m < f - 1e-9 for m, f in zip(mini_rough, full_rough)),
+                   mini_monotone=sum(falls(m[2]) for _, m, _ in hand),
+                   full_monotone=sum(falls(fe[2]) for _, _, fe in hand),
+                   batch_loss_roughness=statistics.median(_rough(m[0]) for _, m, _ in hand)),
         "C4": dict(seeds=seeds, epochs=EPOCHS, full_behind_per_epoch=sum(f > m for f, m in zip(end["full"], end["mini"])),
                    full_loss_increases=rises, full_updates=seeds * (EPOCHS + updates)),
         "C15": dict(seeds=seeds, full_behind_per_epoch=sum(f > m for f, m in zip(end["full"], end["mini"])),

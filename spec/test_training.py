@@ -319,3 +319,28 @@ def test_history_of_a_dataloader_run_counts_samples_with_an_uneven_last_batch():
     hist = train_minibatch(make_model(seed=14), loader, X, y, epochs=2)
     assert hist.samples_per_epoch == [45, 45] and hist.steps_per_epoch == [5, 5]
     assert hist.updates_so_far == [0, 5, 10]
+
+
+@pytest.mark.parametrize("method", ["mini-batch", "full-batch"])
+def test_track_full_loss_records_the_full_data_loss_after_every_update(method):
+    """track_full_loss=True: one full-data loss per update, each what evaluate() gives after that update in the tutorial's loop; off by default."""
+    X, y = make_seed_data(96, 3, 2)
+    batches = [(X[i:i + 32], y[i:i + 32]) for i in range(0, 96, 32)] if method == "mini-batch" else [(X, y)]
+    model, ref = make_model(3, 2, 2), make_model(3, 2, 2)
+    if method == "mini-batch":
+        h = train_minibatch(model, batches, X, y, epochs=2, lr=0.5, track_full_loss=True)
+    else:
+        h = train_full_batch(model, X, y, epochs=2, lr=0.5, track_full_loss=True)
+    opt, loss_fn, expected = torch.optim.SGD(ref.parameters(), lr=0.5), nn.CrossEntropyLoss(), []
+    for _ in range(2):
+        for xb, yb in batches:
+            loss = loss_fn(ref(xb), yb)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            expected.append(evaluate(ref, X, y)[0])
+    assert h.update_full_losses == pytest.approx(expected, rel=1e-6)
+    assert len(h.update_full_losses) == h.total_steps == 2 * len(batches)
+    assert h.update_full_losses[len(batches) - 1] == pytest.approx(h.epoch_loss[1], rel=1e-6), "the epoch's last update"
+    untracked = train_minibatch(make_model(3, 2, 2), batches, X, y, epochs=1, lr=0.5)
+    assert untracked.update_full_losses == []

@@ -67,16 +67,18 @@ def _c2(f: Figures) -> tuple[str, str]:
 def _c3(f: Figures) -> tuple[str, str]:
     n = f["seeds"]
     text = (
-        f"per-update loss roughness (total variation / net decrease; 1.0 = monotone): "
-        f"mini-batch median {f['mini_roughness']:.2f}, full-batch median {f['full_roughness']:.2f}; "
-        f"mini-batch smoother in {_frac(f['mini_smoother'], n)} seeds; "
-        f"full-data loss fell every epoch in {_frac(f['mini_monotone'], n)} (mini) and {_frac(f['full_monotone'], n)} (full) seeds"
+        f"full-data loss after every one of {int(f['updates'])} updates, both methods (roughness = total variation / "
+        f"net decrease; 1.0 = it fell at every update): mini-batch median {f['mini_roughness']:.2f}, full-batch at "
+        f"equal updates median {f['full_roughness']:.2f}; mini-batch smoother in {_frac(f['mini_smoother'], n)} seeds; "
+        f"fell after every update in {_frac(f['mini_monotone'], n)} (mini) and {_frac(f['full_monotone'], n)} (full) "
+        f"seeds. Per-batch training losses (each on another sample of the data): roughness "
+        f"{f['batch_loss_roughness']:.2f}, noise of the estimate, not of convergence"
     )
     if f["mini_smoother"] / n >= 0.9:
         return "holds", text
-    if f["mini_smoother"] / n <= 0.1 and f["full_monotone"] >= f["mini_monotone"]:
+    if f["mini_smoother"] / n <= 0.1:
         return "refuted", text
-    return "holds only when smoothness is judged per epoch", text
+    return "holds only in some seeds", text
 
 
 def _c4(f: Figures) -> tuple[str, str]:
@@ -278,10 +280,12 @@ CLAIMS: dict[str, Claim] = {c.id: c for c in [
           "i.e. mini-batch wins in <= 60% of seeds there); else refuted",
           ("seeds", "epochs", "updates", "epoch_wins", "equal_update_wins", "equal_update_loss_ratio"), _c2),
     Claim("C3", "Mini-batches allow frequent weight updates, which gives faster and more stable convergence in training.",
-          "smoothness = total variation of the per-update loss / its net decrease (1.0 = monotone). Holds if "
-          "mini-batch is smoother in >= 90% of seeds; refuted if in <= 10% and full-batch's full-data loss is at "
-          "least as monotone per epoch; else holds only per epoch",
-          ("seeds", "mini_roughness", "full_roughness", "mini_smoother", "mini_monotone", "full_monotone"), _c3),
+          "like with like: the full-data loss after every update, for mini-batch and for full-batch given as many "
+          "updates; roughness = its total variation / net decrease (1.0 = it fell at every update). Holds if "
+          "mini-batch's is smoother in >= 90% of seeds; refuted if in <= 10%; else holds only in some seeds. The "
+          "roughness of mini-batch's per-batch training losses is reported beside it, as the noise it is",
+          ("seeds", "updates", "mini_roughness", "full_roughness", "mini_smoother", "mini_monotone", "full_monotone",
+           "batch_loss_roughness"), _c3),
     Claim("C4", "Better Training Performance → Avoids slow & unstable full-batch gradient descent.",
           "slow = full-batch behind after the same epochs in >= 90% of seeds; unstable = full-batch's full-data "
           "loss rose at any update. Both: holds; slow only: holds only per epoch; else refuted",

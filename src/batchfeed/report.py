@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import statistics
 import platform
 from importlib import metadata
 from pathlib import Path
@@ -264,9 +265,10 @@ def plot(run: CompareRun, path: str | os.PathLike) -> None:
     """Loss vs epoch, vs updates and vs wall time for both methods (+ the sweep when run), as a PNG.
 
     The mini-batch panels show the per-batch training loss as a band (running min..max
-    over a quarter epoch of updates) behind the full-data loss. With repeats, the
-    per-epoch panel shows the mean full-data loss ± one standard deviation over seeds;
-    the other panels show the first seed. The PNG is :func:`plot_size` pixels.
+    over a quarter epoch of updates) behind the full-data loss. The per-update panel shows
+    the full-data loss after every update of both methods. With repeats, the per-epoch and
+    per-update panels show the mean ± one standard deviation over seeds; the per-batch band
+    and the wall-time panel show the first seed, and say so. The PNG is :func:`plot_size` pixels.
     """
     from matplotlib.figure import (
         Figure,  # no pyplot: no global state, no GUI backend; PNG is drawn by Agg
@@ -296,14 +298,21 @@ def plot(run: CompareRun, path: str | os.PathLike) -> None:
     ax.fill_between([u / spe for u in upd], lo, hi, color=mini_c, alpha=0.2, linewidth=0, label="mini-batch, per-batch loss")
     ax.set(xlabel="epoch (passes over the data)", ylabel="loss", title="per epoch")
 
-    # per update
+    # per update: the full-data loss after every update, both methods (mean ± std over seeds with --repeats)
     ax = axes[0][1]
-    fe = r0.full_equal_updates
-    ax.plot(range(len(fe.epoch_loss)), fe.epoch_loss, "-", color=full_c, label=f"full-batch, {fe.total_steps} updates")
-    ax.plot(range(len(r0.full.epoch_loss)), r0.full.epoch_loss, "o", color=full_c, label="full-batch, its epochs")
-    ax.fill_between(upd, lo, hi, color=mini_c, alpha=0.2, linewidth=0, label="mini-batch, per-batch loss")
-    ax.plot(r0.mini.updates_so_far, r0.mini.epoch_loss, "s-", color=mini_c, label="mini-batch, full-data loss")
-    ax.set(xlabel="updates (optimizer steps)", ylabel="full-data loss", title="per update")
+    k = len(run.runs)
+    for name, pick, c in (("full-batch", lambda r: r.full_equal_updates, full_c), ("mini-batch", lambda r: r.mini, mini_c)):
+        paths = [[pick(r).epoch_loss[0], *pick(r).update_full_losses] for r in run.runs]
+        mean = [statistics.fmean(col) for col in zip(*paths)]
+        ax.plot(range(len(mean)), mean, "-", color=c, label=f"{name}, full-data loss after each update")
+        if k > 1:
+            std = [statistics.pstdev(col) for col in zip(*paths)]
+            ax.fill_between(range(len(mean)), [a - b for a, b in zip(mean, std)], [a + b for a, b in zip(mean, std)],
+                            color=c, alpha=0.2, linewidth=0)
+    ax.fill_between(upd, lo, hi, color=mini_c, alpha=0.15, linewidth=0, label="mini-batch, per-batch loss (seed "
+                    f"{run.seeds[0]})")
+    ax.set(xlabel="updates (optimizer steps)", ylabel="full-data loss",
+           title="per update" + (f" (mean ± std over {k} seeds)" if k > 1 else f" (seed {run.seeds[0]})"))
 
     # per wall time
     ax = axes[0][2]
@@ -318,9 +327,13 @@ def plot(run: CompareRun, path: str | os.PathLike) -> None:
     for e, n_steps in enumerate(r0.mini.steps_per_epoch):  # updates spread evenly within their epoch
         ut += [1e3 * (times[e] + (times[e + 1] - times[e]) * (i + 1) / n_steps) for i in range(n_steps)]
     ax.fill_between(ut, lo, hi, color=mini_c, alpha=0.2, linewidth=0, label="mini-batch, per-batch loss")
-    ax.plot([1e3 * t for t in times], r0.mini.epoch_loss, "s-", color=mini_c, label="mini-batch, full-data loss")
+    if len(r0.mini.update_full_losses) == len(ut):
+        ax.plot([0.0, *ut], [r0.mini.epoch_loss[0], *r0.mini.update_full_losses], "-", color=mini_c,
+                label="mini-batch, full-data loss after each update")
+    ax.plot([1e3 * t for t in times], r0.mini.epoch_loss, "s", color=mini_c, label="mini-batch, its epochs")
     ax.axvline(1e3 * r0.mini.wall_time, color="grey", linestyle=":", linewidth=1)
-    ax.set(xlabel="training wall time (ms, evaluation excluded)", ylabel="full-data loss", title="per second of training")
+    ax.set(xlabel="training wall time (ms, evaluation excluded)", ylabel="full-data loss",
+           title="per second of training" + (f" (seed {run.seeds[0]})" if len(run.runs) > 1 else ""))
     for ax in axes[0]:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)

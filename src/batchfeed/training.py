@@ -45,6 +45,9 @@ class History:
         samples_per_epoch: samples that went through forward/backward in each epoch.
         epoch_time: cumulative training wall time in seconds at the end of each epoch
             (evaluation excluded).
+        update_full_losses: full-data loss after every optimizer update, in order; filled
+            only when training was asked to track it (``track_full_loss=True``); its time
+            is excluded from ``epoch_time``.
     """
 
     method: str
@@ -54,6 +57,7 @@ class History:
     steps_per_epoch: list[int] = field(default_factory=list)
     samples_per_epoch: list[int] = field(default_factory=list)
     epoch_time: list[float] = field(default_factory=list)
+    update_full_losses: list[float] = field(default_factory=list)
 
     @property
     def epochs(self) -> int:
@@ -153,6 +157,7 @@ def _run(
     loss_fn: Callable | None,
     device: torch.device,
     on_epoch: Callable[[History], None] | None,
+    track_full_loss: bool = False,
 ) -> History:
     check_positive_float("lr", lr)
     _check_epochs(epochs)
@@ -184,6 +189,10 @@ def _run(
                 optimizer.step()
                 losses.append(loss.detach())
                 samples += int(yb.shape[0])
+                if track_full_loss:  # the full data's loss after this update, off the clock
+                    paused = time.perf_counter()
+                    hist.update_full_losses.append(evaluate(model, X_eval, y_eval, loss_fn)[0])
+                    start += time.perf_counter() - paused
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
             elapsed += time.perf_counter() - start
@@ -215,12 +224,14 @@ def train_full_batch(
     loss_fn: Callable | None = None,
     device: str | torch.device | None = None,
     on_epoch: Callable[[History], None] | None = None,
+    track_full_loss: bool = False,
 ) -> History:
     """The tutorial's Case 1: the loss on all of ``(X, y)``, one update per step.
 
     ``steps_per_epoch`` full-batch updates are taken per epoch (1, as in the tutorial;
     more gives full-batch GD as many updates as a mini-batch run, for a fair comparison).
     The data is moved to ``device`` (default: the model's device) once.
+    ``track_full_loss`` records the full-data loss after every update (``update_full_losses``).
     """
     check_positive_int("steps_per_epoch", steps_per_epoch)
     dev = torch.device(device) if device is not None else _model_device(model)
@@ -228,7 +239,7 @@ def train_full_batch(
     Xd, yd = X.to(dev), y.to(dev)
     return _run(
         "full-batch", model, [(Xd, yd)] * steps_per_epoch, (Xd, yd),
-        epochs, lr, optimizer, loss_fn, dev, on_epoch,
+        epochs, lr, optimizer, loss_fn, dev, on_epoch, track_full_loss,
     )
 
 
@@ -244,16 +255,18 @@ def train_minibatch(
     loss_fn: Callable | None = None,
     device: str | torch.device | None = None,
     on_epoch: Callable[[History], None] | None = None,
+    track_full_loss: bool = False,
 ) -> History:
     """The tutorial's Case 2: one update per ``(x, y)`` batch that ``loader`` yields.
 
     ``loader`` is iterated once per epoch (a DataLoader, a TensorLoader, or any iterable
     that can be iterated again). ``(X, y)`` is the full data used for the per-epoch
-    evaluation. Batches are moved to ``device`` (default: the model's device).
+    evaluation (and, with ``track_full_loss``, the one after every update). Batches are
+    moved to ``device`` (default: the model's device).
     """
     dev = torch.device(device) if device is not None else _model_device(model)
     model.to(dev)
-    return _run("mini-batch", model, loader, (X, y), epochs, lr, optimizer, loss_fn, dev, on_epoch)
+    return _run("mini-batch", model, loader, (X, y), epochs, lr, optimizer, loss_fn, dev, on_epoch, track_full_loss)
 
 
 def full_batch_gradient(model: nn.Module, loss_fn: Callable, loader: Iterable) -> list[torch.Tensor]:
