@@ -5,14 +5,12 @@ test_resume.py checks chosen stop points; here a hypothesis state machine
 (:class:`~hypothesis.stateful.RuleBasedStateMachine`) drives the loader under test
 (``--loader``, built only through ``make_loader``) with random sequences of:
 
-* ``iterate``: ``iter(loader)``. DataLoader semantics: a new ``iter()`` abandons what was
-  left of an unfinished epoch and starts the next one. The one exception is the contract
-  of test_resume.py: the first ``iter()`` of a loader that loaded a mid-epoch state yields
-  what was left of the saved epoch.
-* ``next_batch``: the next batch of the open iterator, or its ``StopIteration``;
-  ``finish_epoch``: ``next`` until ``StopIteration``.
-* ``run_epoch``: the training loop, ``for batch in loader``, to the end or to a
-  ``break`` after a few batches (the iterator stays open mid-epoch).
+* ``iterate``: ``iter(loader)``, then some batches: none, a few (a ``break``), or all of
+  them to ``StopIteration`` (``for batch in loader``). DataLoader semantics: a new
+  ``iter()`` abandons what was left of an unfinished epoch and starts the next one. The
+  one exception is the contract of test_resume.py: the first ``iter()`` of a loader that
+  loaded a mid-epoch state yields what was left of the saved epoch.
+* ``next_batches``: ``next`` on the open iterator, a few times or to ``StopIteration``.
 * ``save_and_restore``: ``state = loader.state_dict()``, optionally through
   ``torch.save`` / ``torch.load(weights_only=True)``, loaded into a *fresh* loader built
   with the same arguments (a generator freshly seeded with the same seed, as
@@ -72,6 +70,11 @@ STEPS = 30
 #: one restore in four (the round trip of a 5056-int generator state costs ~6 ms; it
 #: dominated the run at one in two). Shrinks to False.
 TORCH_SAVE = st.integers(0, 3).map(lambda i: i == 3)
+#: Batches taken after iter(): None (to StopIteration: a whole ``for`` loop), 0 (a bare
+#: iter(): abandoned if the next step starts another), or a break after 1..8.
+TAKE = st.one_of(st.none(), st.just(0), st.integers(1, 8))
+#: next() calls on an open iterator: None (to StopIteration) or 1..8.
+NEXT = st.one_of(st.none(), st.integers(1, 8))
 
 
 class ResumeDiverged(AssertionError):
@@ -252,34 +255,28 @@ def resume_machine(make_loader: Any) -> type[RuleBasedStateMachine]:
             self.new_batches.append((self.taken - 1, batch))
             return True
 
-        @rule()
-        def iterate(self):
-            """iter(loader): the next epoch (abandoning an unfinished one), or the rest of a restored mid-epoch state."""
-            self._iter("iter")
-
-        @precondition(lambda self: self.it is not None)
-        @rule()
-        def next_batch(self):
-            """next(it): the model's next batch, or StopIteration where the model's epoch ends."""
-            step = self._log(f"next (epoch {self.epoch}, batch {self.taken})")
-            if not self._take(step):
-                self.history[-1] = f"next (epoch {self.epoch} ends after {self.taken} batches)"
-
-        @precondition(lambda self: self.it is not None)
-        @rule()
-        def finish_epoch(self):
-            """next(it) until StopIteration: the rest of the open epoch."""
-            step = self._log(f"finish epoch {self.epoch} (from batch {self.taken})")
-            while self._take(step):
-                pass
-
-        @rule(break_after=st.none() | st.integers(0, 8))
-        def run_epoch(self, break_after):
-            """for batch in loader: iter(), then next() until StopIteration, or a break after some batches (the training loop)."""
-            self._iter("for-loop" if break_after is None else f"for-loop, break after {break_after}")
-            step, k = len(self.history), 0
-            while k != break_after and self._take(step):
+        def _take_some(self, count: int | None, step: int) -> None:
+            k = 0
+            while k != count and self._take(step):
                 k += 1
+
+        @rule(take=TAKE)
+        def iterate(self, take):
+            """iter(loader), then ``take`` batches (None: to StopIteration, ``for batch in loader``).
+
+            The next epoch, abandoning an unfinished one; or, first after a mid-epoch
+            restore, the rest of the saved epoch. The iterator stays open after ``take``.
+            """
+            self._iter("iter" if take == 0 else "for-loop" if take is None else f"iter, take {take}")
+            self._take_some(take, len(self.history))
+
+        @precondition(lambda self: self.it is not None)
+        @rule(count=NEXT)
+        def next_batches(self, count):
+            """next(it) ``count`` times (None: to StopIteration), each against the model's."""
+            times = "until StopIteration" if count is None else f"x{count}"
+            step = self._log(f"next {times} (epoch {self.epoch}, from batch {self.taken})")
+            self._take_some(count, step)
 
         def _checkpoint(self, state, step: int) -> Checkpoint:
             checkpoint = Checkpoint(state, step, self.epoch, self.taken, list(self.seen),
