@@ -494,6 +494,77 @@ def test_state_dict_resumes_exactly_after_a_json_round_trip(n, batch_size, drop_
         assert later == uninterrupted[before + 1:before + 3], f"later epochs differ after resume [{context}]"
 
 
+@pytest.mark.parametrize(("n", "batch_size", "k", "own_sampler"), [
+    pytest.param(10, 3, 1, False, id="mid-epoch"),
+    pytest.param(10, 3, 4, False, id="after-the-partial-last-batch"),
+    pytest.param(9, 3, 3, False, id="after-the-full-last-batch"),
+    pytest.param(10, 3, 1, True, id="users-sampler-on-the-same-generator"),
+])
+def test_a_resumed_epoch_abandoned_before_its_first_batch_keeps_later_epochs(n, batch_size, k, own_sampler):
+    """Loaded mid-epoch, then iter() abandoned before its first next(): the next epoch is still the uninterrupted run's.
+
+    The uninterrupted loader had made the saved epoch's draws (base seed, permutation, the
+    sampler's discarded tail) before the save; the resumed iter() must make them at once,
+    not at its first next(). Found by spec/conformance/test_resume_model.py: n=2,
+    batch_size=1, save after 1 batch, resume, iter(), iter() gave epoch 1 as [0], not [1].
+    """
+    ds = IndexedDataset(n)
+
+    def make():
+        g = torch.Generator().manual_seed(2)
+        if own_sampler:  # not the fast path: a user's RandomSampler drawing from the loader's generator
+            return TensorLoader(ds, batch_size=batch_size, generator=g,
+                                sampler=RandomSampler(ds, num_samples=n - 1, generator=g))
+        return TensorLoader(ds, batch_size=batch_size, shuffle=True, generator=g)
+
+    def labels(batches):
+        return [b[1].tolist() for b in batches]
+
+    reference = make()
+    it = iter(reference)
+    head = labels(next(it) for _ in range(k))
+    expected = labels(reference)  # a new iter() abandons the rest of the epoch, as in DataLoader
+
+    loader = make()
+    it = iter(loader)
+    assert labels(next(it) for _ in range(k)) == head
+    state = loader.state_dict()
+    resumed = make()
+    resumed.load_state_dict(state)
+    iter(resumed)  # the rest of the saved epoch, abandoned
+    got = labels(resumed)
+    assert got == expected, f"after resuming at batch {k} and abandoning the rest: {got}, uninterrupted {expected}"
+
+
+@pytest.mark.parametrize("batch_size", [3, None], ids=["batched", "unbatched"])
+@pytest.mark.parametrize("shuffle", [True, False], ids=["shuffled", "in-order"])
+def test_a_state_saved_right_after_the_resumed_iter_is_the_saved_position(batch_size, shuffle):
+    """Resumed mid-epoch, saved again after iter() but before the first next(): a third loader yields the same rest.
+
+    Found by spec/conformance/test_resume_model.py: the second state said 0 batches
+    yielded, so the third loader replayed the whole epoch.
+    """
+    ds = IndexedDataset(10)
+
+    def make():
+        return TensorLoader(ds, batch_size=batch_size, shuffle=shuffle, generator=torch.Generator().manual_seed(0))
+
+    loader = make()
+    it = iter(loader)
+    head = [next(it)[1].tolist() for _ in range(2)]
+    rest = [b[1].tolist() for b in it]
+    loader = make()
+    it = iter(loader)
+    assert [next(it)[1].tolist() for _ in range(2)] == head
+    resumed = make()
+    resumed.load_state_dict(json.loads(json.dumps(loader.state_dict())))
+    iter(resumed)
+    again = make()
+    again.load_state_dict(json.loads(json.dumps(resumed.state_dict())))
+    got = [b[1].tolist() for b in again]
+    assert got == rest, f"saved right after the resumed iter(): {got}, expected the rest {rest} (head {head})"
+
+
 @pytest.mark.uses_global_rng
 def test_state_dict_without_a_generator_resumes_the_epoch_from_its_saved_seed():
     """generator=None: the resumed epoch replays its saved seed and later epochs follow the global RNG as uninterrupted."""

@@ -1,7 +1,9 @@
 """Deliberately broken DataLoader-compatible loaders, each named by what it breaks.
 
 The meta tests run the loader-facing spec against each and check that the spec catches
-it. Every one is torch's DataLoader with exactly one defect.
+it. Every one is torch's DataLoader with exactly one defect, except the resumable ones at
+the end: batchfeed's TensorLoader with exactly one defect in its state_dict /
+load_state_dict (spec/meta/test_resume_model_finds_deviation.py).
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ import itertools
 import torch
 from torch.utils.data import DataLoader, RandomSampler, Sampler
 from torch.utils.data._utils.collate import default_collate
+
+from batchfeed.loader import TensorLoader
 
 __all__ = [
     "drops_partial_last_batch",
@@ -23,6 +27,9 @@ __all__ = [
     "refuses_when_shuffling",
     "refuses_workers_undeclared",
     "refuses_generator",
+    "resume_restarts_the_epoch",
+    "resume_ignores_the_generator_state",
+    "state_dict_is_live",
 ]
 
 
@@ -150,3 +157,30 @@ def refuses_generator(dataset, batch_size=1, shuffle=None, sampler=None, batch_s
                       timeout=timeout, worker_init_fn=worker_init_fn, multiprocessing_context=multiprocessing_context,
                       prefetch_factor=prefetch_factor, persistent_workers=persistent_workers,
                       pin_memory_device=pin_memory_device, in_order=in_order)
+# --- resumable loaders with a broken state_dict / load_state_dict ------------------------
+
+class resume_restarts_the_epoch(TensorLoader):  # noqa: N801 - named by what it breaks
+    """Drops the saved position: a loader resumed mid-epoch replays that epoch from its start."""
+
+    def load_state_dict(self, state):
+        super().load_state_dict({**state, "batches_yielded": 0})
+
+
+class resume_ignores_the_generator_state(TensorLoader):  # noqa: N801
+    """Keeps its own generator's state on load: right in epoch 0 (a fresh generator is at
+    epoch 0's start), wrong order once the saved epoch is a later one."""
+
+    def load_state_dict(self, state):
+        own = None if self.generator is None else self.generator.get_state().tolist()
+        super().load_state_dict({**state, "generator_state": own})
+
+
+class state_dict_is_live(TensorLoader):  # noqa: N801
+    """Returns the same dict from every state_dict() call, updated in place: a checkpoint
+    kept in memory changes as the loader runs on (only a later restore of it shows)."""
+
+    def state_dict(self):
+        live = self.__dict__.setdefault("_live_state", {})
+        live.clear()
+        live.update(super().state_dict())
+        return live

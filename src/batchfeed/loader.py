@@ -340,7 +340,13 @@ class TensorLoader:
     # --- iteration ----------------------------------------------------------------------
 
     def __iter__(self) -> Iterator[list[torch.Tensor]]:
-        """One epoch. Draws DataLoader's base seed now and the permutation at the first ``next``."""
+        """One epoch. Draws DataLoader's base seed now and the permutation at the first ``next``.
+
+        The first ``iter()`` after :meth:`load_state_dict` resumes the saved epoch and makes,
+        at once, the draws the saved loader had made by then (the permutation, the
+        sampler's discarded tail, a user's sampler fast-forwarded): abandoned before its
+        first ``next``, or saved again, it stands where the saved loader stood.
+        """
         ep = _Epoch()
         pending, self._pending = self._pending, None
         if pending is not None and pending["in_epoch"]:
@@ -360,9 +366,13 @@ class TensorLoader:
             torch.empty((), dtype=torch.int64).random_(generator=self.generator)
         self._epoch = ep
         self._warn_pin_memory()
+        # A resumed epoch that had drawn or handed out anything catches up now, not lazily.
+        catch_up = ep.resumed and (ep.perm_drawn or ep.skip > 0)
         if self._order == "custom":
-            return self._custom_epoch(ep)
-        return self._fast_epoch(ep) if self.batch_size is not None else self._unbatched_epoch(ep)
+            return self._custom_epoch(ep, self._custom_start(ep) if catch_up else None)
+        if self.batch_size is None:
+            return self._unbatched_epoch(ep, self._unbatched_start(ep) if catch_up else None)
+        return self._fast_epoch(ep, self._fast_start(ep) if catch_up else None)
 
     def _sampler_generator_if_distinct(self) -> torch.Generator | None:
         """The sampler's own generator, when it has one that is not the loader's."""
@@ -409,19 +419,29 @@ class TensorLoader:
         if g is not None and g.device.type == "cpu":
             _advance_like_randperm(g, self._n)
 
-    def _fast_epoch(self, ep: _Epoch) -> Iterator[list[torch.Tensor]]:
-        perm = self._permutation(ep)
-        perms: dict[torch.device, torch.Tensor] = {} if perm is None else {perm.device: perm}
-        n, b, tensors = self._n, self.batch_size, self.tensors
+    def _fast_shape(self) -> tuple[int, int, bool]:
+        """(rows served, batches, whether RandomSampler's tail is drawn with the last batch)."""
+        n, b = self._n, self.batch_size
         stop = n - n % b if self.drop_last else n
-        n_batches = -(-stop // b)
         # DataLoader exhausts RandomSampler while building the last batch when that batch is
         # partial; otherwise only when asked for one more batch.
-        tail_early = not self.drop_last and n % b != 0
+        return stop, -(-stop // b), not self.drop_last and n % b != 0
+
+    def _fast_start(self, ep: _Epoch) -> tuple[torch.Tensor | None, int]:
+        """The epoch's permutation and first batch; a resumed epoch also redraws the tail if its last batch was out."""
+        perm = self._permutation(ep)
+        _, n_batches, tail_early = self._fast_shape()
         k0 = min(ep.skip, n_batches)
         ep.base = k0
         if tail_early and k0 == n_batches and n_batches > 0:
             self._draw_tail()
+        return perm, k0
+
+    def _fast_epoch(self, ep: _Epoch, start: tuple[torch.Tensor | None, int] | None) -> Iterator[list[torch.Tensor]]:
+        perm, k0 = start if start is not None else self._fast_start(ep)
+        perms: dict[torch.device, torch.Tensor] = {} if perm is None else {perm.device: perm}
+        b, tensors = self.batch_size, self.tensors
+        stop, _, tail_early = self._fast_shape()
         pin = self._pinning() and self.device.type == "cpu"
         for c0 in range(k0 * b, stop, self._chunk_rows):
             c1 = min(c0 + self._chunk_rows, stop)
@@ -469,13 +489,16 @@ class TensorLoader:
             return t[c0:c1].clone(memory_format=torch.contiguous_format)
         return t.index_select(0, idx)
 
-    def _unbatched_epoch(self, ep: _Epoch) -> Iterator[list[torch.Tensor]]:
-        """batch_size=None: single samples, as DataLoader yields them (views of the dataset)."""
+    def _unbatched_start(self, ep: _Epoch) -> tuple[Iterable[int], int]:
         perm = self._permutation(ep)
-        order = range(self._n) if perm is None else perm.tolist()
-        pin = self._pinning()
         k0 = min(ep.skip, self._n)
         ep.base = k0
+        return (range(self._n) if perm is None else perm.tolist()), k0
+
+    def _unbatched_epoch(self, ep: _Epoch, start: tuple[Iterable[int], int] | None) -> Iterator[list[torch.Tensor]]:
+        """batch_size=None: single samples, as DataLoader yields them (views of the dataset)."""
+        order, k0 = start if start is not None else self._unbatched_start(ep)
+        pin = self._pinning()
         for i in itertools.islice(order, k0, None):
             sample = [t[i] for t in self.tensors]
             if pin:
@@ -485,8 +508,7 @@ class TensorLoader:
         self._draw_tail()
         ep.finished = True
 
-    def _custom_epoch(self, ep: _Epoch) -> Iterator[list[torch.Tensor]]:
-        """A user's sampler or batch_sampler: gather by the indices it gives, batch by batch."""
+    def _custom_start(self, ep: _Epoch) -> Iterator[Any]:
         source: Iterable = self.batch_sampler if self.batch_sampler is not None else self.sampler
         ep.base = 0
         it = iter(source)
@@ -494,6 +516,11 @@ class TensorLoader:
             # A sampler with no state of its own is fast-forwarded (torchdata does the same).
             for _ in itertools.islice(it, ep.skip):
                 ep.base += 1
+        return it
+
+    def _custom_epoch(self, ep: _Epoch, start: Iterator[Any] | None) -> Iterator[list[torch.Tensor]]:
+        """A user's sampler or batch_sampler: gather by the indices it gives, batch by batch."""
+        it = start if start is not None else self._custom_start(ep)
         pin = self._pinning()
         for indices in it:
             if self.batch_sampler is None:

@@ -319,6 +319,7 @@ class LoaderUnderTest:
             raise
 
 
+
 def loader_under_test(config: pytest.Config) -> LoaderUnderTest:
     """The run's one :class:`LoaderUnderTest` (what the ``make_loader`` fixture returns)."""
     return config.stash[_under_test_key]
