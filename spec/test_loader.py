@@ -750,3 +750,41 @@ def test_claim_feeds_sequentially_and_efficiently(claim_figures):
     assert steps == -(-n_order // b) and len(sampler.given) == n_order, (steps, len(sampler.given))
     assert all(m.samples == 100_000 for m in feeds.values()), {r: m.samples for r, m in feeds.items()}
     assert all(m.samples == 10_000 for m in loops.values()), {r: m.samples for r, m in loops.items()}
+
+# --- subsets: the usual train/validation split -------------------------------------------------
+
+def _split_cases():
+    base = IndexedDataset(50, 2)
+    g = torch.Generator().manual_seed(7)
+    train, val = torch.utils.data.random_split(base, [0.8, 0.2], generator=g)
+    nested = torch.utils.data.Subset(train, [5, 0, 39, 12, 12, -1])
+    return {"random_split-train": train, "random_split-val": val, "subset-of-a-subset": nested,
+            "tensor-indices": torch.utils.data.Subset(base, torch.tensor([3, 1, 4, 1, 5, 9, 2, 6])),
+            "pair-dataset": torch.utils.data.Subset(PairDataset(base.X, base.y), range(10, 30))}
+
+
+@pytest.mark.parametrize("name", sorted(_split_cases()))
+@pytest.mark.parametrize(("batch_size", "shuffle", "drop_last"), [(4, True, False), (3, False, True), (None, True, False)])
+def test_a_subset_is_served_with_dataloaders_batches(name, batch_size, shuffle, drop_last):
+    """Subset and random_split parts (nested, tensor or negative indices, over PairDataset too) give DataLoader's batches for the same seed, epoch after epoch."""
+    ds = _split_cases()[name]
+    kw = dict(batch_size=batch_size, shuffle=shuffle, drop_last=drop_last)
+    got = _epochs(TensorLoader(ds, generator=torch.Generator().manual_seed(1), **kw), 2)
+    expected = _epochs(DataLoader(ds, generator=torch.Generator().manual_seed(1), **kw), 2)
+    assert_same_epochs(got, expected, context=f"{name}, {kw}")
+
+
+def test_a_subset_is_an_index_map_not_a_copy():
+    """The loader keeps the base tensors (no copy of the subset's rows): a change to them shows in the next epoch, as with DataLoader."""
+    base = IndexedDataset(20, 2)
+    loader = TensorLoader(torch.utils.data.Subset(base, range(5, 15)), batch_size=10, generator=torch.Generator())
+    assert loader.tensors[0].data_ptr() == base.X.data_ptr()
+    base.X[7] = -1.0
+    xb, yb = next(iter(loader))
+    assert xb[2].tolist() == [-1.0, -1.0] and yb.tolist() == list(range(5, 15))
+
+
+def test_a_subset_index_out_of_range_is_refused_naming_it():
+    """A Subset whose indices leave its dataset is refused at construction, naming the index."""
+    with pytest.raises(IndexError, match="Subset index 20 out of range for its dataset of length 20"):
+        TensorLoader(torch.utils.data.Subset(IndexedDataset(20), [0, 20]), batch_size=2)

@@ -37,6 +37,7 @@ from typing import Any
 
 import torch
 from torch.utils.data import (
+    Subset,
     BatchSampler,
     RandomSampler,
     SequentialSampler,
@@ -90,11 +91,35 @@ def _dataset_tensors(dataset: Any) -> tuple[torch.Tensor, ...]:
     if isinstance(dataset, TensorDataset) and all(_same_method(cls, TensorDataset, m) for m in methods):
         return tuple(dataset.tensors)
     why = ("it overrides __getitem__, __getitems__ or __len__, which TensorLoader would bypass"
-           if isinstance(dataset, (PairDataset, TensorDataset)) else "it is not tensor-backed")
+           if isinstance(dataset, (PairDataset, TensorDataset, Subset)) else "it is not tensor-backed")
     raise TypeError(
         f"TensorLoader cannot serve dataset of type {cls.__name__} ({why}): it serves PairDataset, "
-        f"TensorDataset and tuples of tensors; {_USE_DATALOADER} for other datasets"
+        f"TensorDataset, tuples of tensors and Subsets of them (random_split); {_USE_DATALOADER} for other datasets"
     )
+
+
+def _served(dataset: Any) -> tuple[tuple[torch.Tensor, ...], torch.Tensor | None]:
+    """``(tensors, rows)``: the tensors behind ``dataset`` and, for a ``Subset`` (``random_split``'s
+    parts, nested or not), the rows of them it holds, in its order; ``rows`` is None otherwise.
+
+    A subset is an index map: the loader gathers ``rows[i]`` where DataLoader would call
+    ``subset[i] = base[rows[i]]``, so the batches are the same, and nothing is copied.
+    """
+    cls = type(dataset)
+    if isinstance(dataset, Subset) and all(_same_method(cls, Subset, m) for m in ("__getitem__", "__getitems__", "__len__")):
+        tensors, inner = _served(dataset.dataset)
+        n = int(tensors[0].shape[0]) if inner is None else int(inner.numel())
+        try:
+            rows = torch.as_tensor(list(dataset.indices) if not isinstance(dataset.indices, torch.Tensor)
+                                   else dataset.indices.cpu(), dtype=torch.int64).reshape(-1)
+        except (TypeError, ValueError, RuntimeError) as exc:
+            raise TypeError(f"TensorLoader: Subset.indices must be integers, got {dataset.indices!r}") from exc
+        if rows.numel() and (int(rows.min()) < -n or int(rows.max()) >= n):
+            bad = int(rows.min()) if int(rows.min()) < -n else int(rows.max())
+            raise IndexError(f"TensorLoader: Subset index {bad} out of range for its dataset of length {n}")
+        rows = torch.where(rows < 0, rows + n, rows)
+        return tensors, (rows if inner is None else inner[rows])
+    return _dataset_tensors(dataset), None
 
 
 # --- generators: DataLoader's draws, replayed -----------------------------------------------
@@ -248,12 +273,14 @@ class TensorLoader:
         if chunk_bytes is not None:
             check_positive_int("chunk_bytes", chunk_bytes)
 
-        tensors = _dataset_tensors(dataset)
+        tensors, rows = _served(dataset)
         if isinstance(dataset, tuple):
             dataset = TensorDataset(*dataset)
         if device is not None:
             device = torch.device(device)
             tensors = tuple(t.to(device) for t in tensors)
+        if rows is not None:
+            rows = rows.to(tensors[0].device)
 
         # DataLoader's sampler logic, verbatim in effect (its checks and messages come with it).
         shuffle = bool(shuffle)
@@ -292,7 +319,9 @@ class TensorLoader:
         self.in_order = in_order
         self.tensors = tensors
         self.device = tensors[0].device
-        self._n = int(tensors[0].shape[0])
+        self._rows = rows  # a Subset's rows of the tensors (None: all of them, in order)
+        self._row_list = None if rows is None else rows.tolist()
+        self._n = int(tensors[0].shape[0]) if rows is None else int(rows.numel())
         self._custom_batches = custom_batches
         self._order = self._fast_order()
         row_bytes = max(1, sum(t[0].numel() * t.element_size() for t in tensors) if self._n else 1)
@@ -445,7 +474,7 @@ class TensorLoader:
         pin = self._pinning() and self.device.type == "cpu"
         for c0 in range(k0 * b, stop, self._chunk_rows):
             c1 = min(c0 + self._chunk_rows, stop)
-            chunks = [self._gather_rows(t, perms, perm, c0, c1, pin) for t in tensors]
+            chunks = [self._gather_rows(t, perms, perm, c0, c1, pin, self._rows) for t in tensors]
             splits = [c.split(b) for c in chunks]
             # Batches are made lazily (a list per batch kept alive for the whole chunk would
             # wake Python's cyclic GC thousands of times an epoch); the first tensor's split
@@ -473,13 +502,17 @@ class TensorLoader:
 
     @staticmethod
     def _gather_rows(t: torch.Tensor, perms: dict[torch.device, torch.Tensor], perm: torch.Tensor | None,
-                     c0: int, c1: int, pin: bool) -> torch.Tensor:
-        """Rows ``perm[c0:c1]`` of ``t`` (rows ``c0:c1`` without a permutation) as fresh memory."""
+                     c0: int, c1: int, pin: bool, rows: torch.Tensor | None = None) -> torch.Tensor:
+        """Rows ``perm[c0:c1]`` of ``t`` (rows ``c0:c1`` without a permutation) as fresh memory;
+        with a Subset's ``rows``, the tensor rows those positions map to."""
         idx = None
         if perm is not None:
             if t.device not in perms:  # the permutation crosses to a data device once per epoch
                 perms[t.device] = perm.to(t.device)
             idx = perms[t.device][c0:c1]
+        if rows is not None:
+            r = rows if rows.device == t.device else rows.to(t.device)
+            idx = r[c0:c1] if idx is None else r[idx]
         if pin and t.device.type == "cpu":
             out = torch.empty((c1 - c0, *t.shape[1:]), dtype=t.dtype, pin_memory=True)
             if idx is None:
@@ -499,8 +532,9 @@ class TensorLoader:
         """batch_size=None: single samples, as DataLoader yields them (views of the dataset)."""
         order, k0 = start if start is not None else self._unbatched_start(ep)
         pin = self._pinning()
+        rows = self._row_list
         for i in itertools.islice(order, k0, None):
-            sample = [t[i] for t in self.tensors]
+            sample = [t[i if rows is None else rows[i]] for t in self.tensors]
             if pin:
                 sample = [s.pin_memory() if s.device.type == "cpu" else s for s in sample]
             ep.base += 1
@@ -524,7 +558,8 @@ class TensorLoader:
         pin = self._pinning()
         for indices in it:
             if self.batch_sampler is None:
-                out = [t[self._check_index(indices)] for t in self.tensors]
+                j = self._check_index(indices)
+                out = [t[j if self._row_list is None else self._row_list[j]] for t in self.tensors]
                 if pin:
                     out = [s.pin_memory() if s.device.type == "cpu" else s for s in out]
             else:
@@ -561,6 +596,8 @@ class TensorLoader:
                 bad = lo if lo < -n else hi
                 raise IndexError(f"index {bad} out of range for dataset of length {n}")
         idx = torch.where(idx < 0, idx + n, idx).long()
+        if self._rows is not None:
+            idx = self._rows.cpu()[idx]
         out = []
         for t in self.tensors:
             i = idx.to(t.device)
