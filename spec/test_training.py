@@ -14,6 +14,7 @@ import pytest
 import torch
 from torch import nn
 
+from batchfeed.training import Budget
 from batchfeed import (
     DivergenceError,
     History,
@@ -344,3 +345,52 @@ def test_track_full_loss_records_the_full_data_loss_after_every_update(method):
     assert h.update_full_losses[len(batches) - 1] == pytest.approx(h.epoch_loss[1], rel=1e-6), "the epoch's last update"
     untracked = train_minibatch(make_model(3, 2, 2), batches, X, y, epochs=1, lr=0.5)
     assert untracked.update_full_losses == []
+
+
+# --- the one training loop: budgets, hooks, a clean stop ------------------------------------------
+
+def _tiny():
+    X, y = make_seed_data(40, 3, 1)
+    return X, y, [(X[i:i + 8], y[i:i + 8]) for i in range(0, 40, 8)]  # 5 batches of 8
+
+
+@pytest.mark.parametrize(("budget", "steps", "stopped"), [
+    (Budget(steps=7), 7, "steps"), (Budget(samples=20), 3, "samples"), (Budget(steps=100), 15, None),
+])
+def test_a_budget_stops_training_after_the_step_that_spends_it(budget, steps, stopped):
+    """Budget(steps) stops after exactly that many updates, Budget(samples) after the update that reaches it; otherwise the epochs run out."""
+    from batchfeed.training import train
+
+    X, y, batches = _tiny()
+    h = train(make_model(3, 2, 1), batches, epochs=3, budget=budget, eval_data=(X, y))
+    assert h.total_steps == steps and h.stopped == stopped
+    assert sum(h.samples_per_epoch) == 8 * steps
+    assert len(h.epoch_loss) == len(h.steps_per_epoch) + 1, "the epoch a budget cut short is evaluated too"
+
+
+def test_hooks_see_every_step_and_epoch_and_stop_cleanly():
+    """before_epoch runs before each epoch, on_step after each update with its numbers; Stop ends training after that step."""
+    from batchfeed.training import Stop, train
+
+    X, y, batches = _tiny()
+    seen, epochs = [], []
+
+    def on_step(info):
+        seen.append((info.epoch, info.step, info.global_step, info.samples))
+        assert torch.isfinite(info.loss) and not info.loss.requires_grad
+        if info.global_step == 8:
+            raise Stop
+
+    h = train(make_model(3, 2, 1), lambda e: batches[: 4 if e == 2 else 5], epochs=5, on_step=on_step,
+              before_epoch=epochs.append)
+    assert seen == [(1, s, s, 8) for s in range(1, 6)] + [(2, s, 5 + s, 8) for s in range(1, 4)]
+    assert epochs == [1, 2] and h.stopped == "hook" and h.steps_per_epoch == [5, 3]
+    assert h.epoch_loss == [], "no eval_data: nothing evaluated"
+
+
+def test_train_needs_epochs_or_a_budget():
+    """Without epochs or a budget training would never end: refused, naming both."""
+    from batchfeed.training import train
+
+    with pytest.raises(ValueError, match="epochs, a budget"):
+        train(make_model(), [])

@@ -7,6 +7,7 @@ is what really happened, not a formula.
 
 from __future__ import annotations
 
+import itertools
 import math
 import time
 from collections.abc import Callable, Iterable
@@ -18,13 +19,18 @@ from torch import nn
 from ._checks import check_positive_float, check_positive_int
 
 __all__ = [
+    "Budget",
     "DivergenceError",
+    "Stop",
+    "StepInfo",
     "History",
     "evaluate",
     "full_batch_gradient",
     "make_model",
+    "train",
     "train_full_batch",
     "train_minibatch",
+    "update",
 ]
 
 
@@ -45,6 +51,8 @@ class History:
         samples_per_epoch: samples that went through forward/backward in each epoch.
         epoch_time: cumulative training wall time in seconds at the end of each epoch
             (evaluation excluded).
+        stopped: why training ended before its epochs: ``"steps"``, ``"samples"`` or
+            ``"seconds"`` (a :class:`Budget` spent), ``"hook"`` (a hook raised :class:`Stop`).
         update_full_losses: full-data loss after every optimizer update, in order; filled
             only when training was asked to track it (``track_full_loss=True``); its time
             is excluded from ``epoch_time``.
@@ -58,6 +66,7 @@ class History:
     samples_per_epoch: list[int] = field(default_factory=list)
     epoch_time: list[float] = field(default_factory=list)
     update_full_losses: list[float] = field(default_factory=list)
+    stopped: str | None = None
 
     @property
     def epochs(self) -> int:
@@ -146,70 +155,176 @@ class _StepCounter:
         self._handle.remove()
 
 
-def _run(
-    method: str,
+class Stop(Exception):
+    """Raised by an ``on_step`` or ``on_epoch`` hook to end training cleanly: the step that
+    raised it counts, the History is returned with ``stopped="hook"``."""
+
+
+@dataclass(frozen=True)
+class Budget:
+    """Training stops once any limit is reached: optimizer steps, samples trained on, or
+    seconds of training (evaluation excluded). ``None`` is no limit."""
+
+    steps: int | None = None
+    samples: int | None = None
+    seconds: float | None = None
+
+    def reached(self, steps: int, samples: int, seconds: float) -> str | None:
+        for name, used in (("steps", steps), ("samples", samples), ("seconds", seconds)):
+            limit = getattr(self, name)
+            if limit is not None and used >= limit:
+                return name
+        return None
+
+
+@dataclass(frozen=True)
+class StepInfo:
+    """What an ``on_step`` hook sees after each update."""
+
+    epoch: int  # 1-based
+    step: int  # 1-based, within the epoch
+    global_step: int
+    samples: int  # in this batch
+    loss: torch.Tensor  # detached
+
+
+def update(model: nn.Module, optimizer: torch.optim.Optimizer, loss_fn: Callable, xb: torch.Tensor,
+           yb: torch.Tensor, *, check_finite: bool = True) -> torch.Tensor:
+    """One optimizer update on a batch, the tutorial's step: forward, loss, zero_grad, backward,
+    step. Returns the loss (detached). With ``check_finite`` a non-finite loss raises
+    :class:`DivergenceError` before the update is applied (the weights stay finite)."""
+    loss = loss_fn(model(xb), yb)
+    if check_finite and not torch.isfinite(loss):
+        raise DivergenceError(f"loss={float(loss.detach())}")
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+    return loss.detach()
+
+
+class _Training:
+    """The state of one :func:`train` call: the History, the clock and the counters."""
+
+    def __init__(self, model, optimizer, loss_fn, device, eval_data, method, lr, budget, track_full_loss,
+                 check_finite) -> None:
+        self.model, self.optimizer, self.loss_fn, self.device = model, optimizer, loss_fn, device
+        self.eval = None if eval_data is None else tuple(t.to(device) for t in eval_data)
+        self.method, self.lr, self.budget = method, lr, budget or Budget()
+        self.track, self.check_finite = track_full_loss, check_finite
+        self.hist = History(method=method)
+        self.counter = _StepCounter(optimizer)
+        self.elapsed, self.samples = 0.0, 0
+
+    def evaluate_epoch(self, epoch: int) -> None:
+        if self.eval is None:
+            return
+        loss, acc = evaluate(self.model, *self.eval, self.loss_fn)
+        if epoch and not math.isfinite(loss):  # before training a bad loss is data, the first step reports it
+            raise DivergenceError(f"{self.method} training diverged: full-data loss={loss} after epoch {epoch} "
+                                  f"(lr={self.lr})")
+        self.hist.epoch_loss.append(loss)
+        self.hist.epoch_accuracy.append(acc)
+
+    def epoch(self, epoch: int, batches: Iterable, on_step: Callable[[StepInfo], None] | None) -> str | None:
+        """One pass over ``batches``; returns why training stopped (a budget, a hook), or None."""
+        steps_before, samples, losses, stopped = self.counter.count, 0, [], None
+        start = time.perf_counter()
+        try:
+            for step, (xb, yb) in enumerate(batches, start=1):
+                xb, yb = xb.to(self.device, non_blocking=True), yb.to(self.device, non_blocking=True)
+                try:
+                    losses.append(update(self.model, self.optimizer, self.loss_fn, xb, yb,
+                                         check_finite=self.check_finite))
+                except DivergenceError as exc:
+                    raise DivergenceError(f"{self.method} training diverged: {exc} at epoch {epoch}, step {step} "
+                                          f"(lr={self.lr})") from None
+                samples += int(yb.shape[0])
+                paused = time.perf_counter()
+                if self.track:  # the full data's loss after this update, off the clock
+                    self.hist.update_full_losses.append(evaluate(self.model, *self.eval, self.loss_fn)[0])
+                if on_step is not None:
+                    on_step(StepInfo(epoch, step, self.counter.count, int(yb.shape[0]), losses[-1]))
+                start += time.perf_counter() - paused
+                stopped = self.budget.reached(self.counter.count, self.samples + samples,
+                                              self.elapsed + time.perf_counter() - start)
+                if stopped:
+                    break
+        except Stop:
+            stopped = "hook"
+        finally:
+            self.close_epoch(steps_before, samples, losses, start)
+        return stopped
+
+    def close_epoch(self, steps_before: int, samples: int, losses: list, start: float) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        self.elapsed += time.perf_counter() - start
+        self.samples += samples
+        self.hist.update_losses.extend(torch.stack(losses).tolist() if losses else [])
+        self.hist.steps_per_epoch.append(self.counter.count - steps_before)
+        self.hist.samples_per_epoch.append(samples)
+        self.hist.epoch_time.append(self.elapsed)
+
+
+def train(
     model: nn.Module,
-    batches: Iterable,
-    eval_data: tuple[torch.Tensor, torch.Tensor],
-    epochs: int,
-    lr: float,
-    optimizer: torch.optim.Optimizer | None,
-    loss_fn: Callable | None,
-    device: torch.device,
-    on_epoch: Callable[[History], None] | None,
+    batches: Iterable | Callable[[int], Iterable],
+    *,
+    epochs: int | None = None,
+    lr: float = 0.1,
+    optimizer: torch.optim.Optimizer | None = None,
+    loss_fn: Callable | None = None,
+    device: str | torch.device | None = None,
+    eval_data: tuple[torch.Tensor, torch.Tensor] | None = None,
+    method: str = "mini-batch",
+    budget: Budget | None = None,
+    on_step: Callable[[StepInfo], None] | None = None,
+    on_epoch: Callable[[History], None] | None = None,
+    before_epoch: Callable[[int], None] | None = None,
     track_full_loss: bool = False,
+    check_finite: bool = True,
 ) -> History:
+    """The training loop every part of batchfeed uses: one :func:`update` per batch.
+
+    ``batches`` is iterated once per epoch (a DataLoader, a TensorLoader, a list of
+    ``(x, y)``), or called with the epoch number (1-based) to give that epoch's batches.
+    Batches are moved to ``device`` (default: the model's). Training runs ``epochs`` epochs,
+    or until ``budget`` is spent, or until a hook raises :class:`Stop`; ``History.stopped``
+    says which. ``eval_data`` ``(X, y)``: the full-data loss and accuracy before training and
+    after each epoch (and after each update with ``track_full_loss``), never timed.
+    ``before_epoch(epoch)`` runs before each epoch (``sampler.set_epoch``), ``on_step`` after
+    each update, ``on_epoch(history)`` after each epoch's evaluation. The optimizer defaults
+    to ``SGD(lr)``, the loss to ``CrossEntropyLoss()``.
+    """
     check_positive_float("lr", lr)
-    _check_epochs(epochs)
-    loss_fn = loss_fn or nn.CrossEntropyLoss()
-    optimizer = optimizer or torch.optim.SGD(model.parameters(), lr=lr)
-    X_eval, y_eval = (t.to(device) for t in eval_data)
-    hist = History(method=method)
-    loss0, acc0 = evaluate(model, X_eval, y_eval, loss_fn)
-    hist.epoch_loss.append(loss0)
-    hist.epoch_accuracy.append(acc0)
-    counter = _StepCounter(optimizer)
-    elapsed = 0.0
+    if epochs is None and budget is None:
+        raise ValueError("train needs epochs, a budget, or both")
+    if epochs is not None:
+        _check_epochs(epochs)
+    if track_full_loss and eval_data is None:
+        raise ValueError("track_full_loss needs eval_data, the data whose loss it records")
+    dev = torch.device(device) if device is not None else _model_device(model)
+    run = _Training(model, optimizer or torch.optim.SGD(model.parameters(), lr=lr), loss_fn or nn.CrossEntropyLoss(),
+                    dev, eval_data, method, lr, budget, track_full_loss, check_finite)
+    run.evaluate_epoch(0)
     model.train()
     try:
-        for epoch in range(1, epochs + 1):
-            steps_before, samples = counter.count, 0
-            start = time.perf_counter()
-            losses: list[torch.Tensor] = []
-            for step, (xb, yb) in enumerate(batches, start=1):  # one pass over batches per epoch
-                xb = xb.to(device, non_blocking=True)
-                yb = yb.to(device, non_blocking=True)
-                loss = loss_fn(model(xb), yb)
-                if not torch.isfinite(loss):
-                    raise DivergenceError(
-                        f"{method} training diverged: loss={float(loss.detach())} at epoch {epoch}, step {step} (lr={lr})"
-                    )
-                optimizer.zero_grad()
-                loss.backward()
-                optimizer.step()
-                losses.append(loss.detach())
-                samples += int(yb.shape[0])
-                if track_full_loss:  # the full data's loss after this update, off the clock
-                    paused = time.perf_counter()
-                    hist.update_full_losses.append(evaluate(model, X_eval, y_eval, loss_fn)[0])
-                    start += time.perf_counter() - paused
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-            elapsed += time.perf_counter() - start
-            hist.update_losses.extend(torch.stack(losses).tolist() if losses else [])
-            hist.steps_per_epoch.append(counter.count - steps_before)
-            hist.samples_per_epoch.append(samples)
-            hist.epoch_time.append(elapsed)
-            loss_e, acc_e = evaluate(model, X_eval, y_eval, loss_fn)
-            if not math.isfinite(loss_e):
-                raise DivergenceError(f"{method} training diverged: full-data loss={loss_e} after epoch {epoch} (lr={lr})")
-            hist.epoch_loss.append(loss_e)
-            hist.epoch_accuracy.append(acc_e)
-            if on_epoch is not None:
-                on_epoch(hist)
+        for epoch in (range(1, epochs + 1) if epochs is not None else itertools.count(1)):
+            if before_epoch is not None:
+                before_epoch(epoch)
+            stopped = run.epoch(epoch, batches(epoch) if callable(batches) else batches, on_step)
+            run.evaluate_epoch(epoch)
+            if on_epoch is not None and not stopped:
+                try:
+                    on_epoch(run.hist)
+                except Stop:
+                    stopped = "hook"
+            if stopped:
+                run.hist.stopped = stopped
+                break
     finally:
-        counter.close()
-    return hist
+        run.counter.close()
+    return run.hist
 
 
 def train_full_batch(
@@ -237,10 +352,9 @@ def train_full_batch(
     dev = torch.device(device) if device is not None else _model_device(model)
     model.to(dev)
     Xd, yd = X.to(dev), y.to(dev)
-    return _run(
-        "full-batch", model, [(Xd, yd)] * steps_per_epoch, (Xd, yd),
-        epochs, lr, optimizer, loss_fn, dev, on_epoch, track_full_loss,
-    )
+    return train(model, [(Xd, yd)] * steps_per_epoch, epochs=epochs, lr=lr, optimizer=optimizer, loss_fn=loss_fn,
+                 device=dev, eval_data=(Xd, yd), method="full-batch", on_epoch=on_epoch,
+                 track_full_loss=track_full_loss)
 
 
 def train_minibatch(
@@ -266,7 +380,8 @@ def train_minibatch(
     """
     dev = torch.device(device) if device is not None else _model_device(model)
     model.to(dev)
-    return _run("mini-batch", model, loader, (X, y), epochs, lr, optimizer, loss_fn, dev, on_epoch, track_full_loss)
+    return train(model, loader, epochs=epochs, lr=lr, optimizer=optimizer, loss_fn=loss_fn, device=dev, eval_data=(X, y),
+                 method="mini-batch", on_epoch=on_epoch, track_full_loss=track_full_loss)
 
 
 def full_batch_gradient(model: nn.Module, loss_fn: Callable, loader: Iterable) -> list[torch.Tensor]:
