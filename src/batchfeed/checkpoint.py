@@ -29,7 +29,8 @@ from torch import nn
 
 from ._checks import check_positive_float, check_positive_int
 from .datasets import PairDataset, make_seed_data
-from .training import make_model
+from .training import Budget, StepInfo, Stop, make_model
+from .training import train as train_loop
 
 __all__ = ["LOADERS", "RunConfig", "load_checkpoint", "main", "make_stateful_loader", "save_checkpoint", "train"]
 
@@ -165,21 +166,17 @@ def train(
             opt.load_state_dict(ckpt["optimizer"])
         if "loader" in restore:
             loader.load_state_dict(ckpt["loader"])
-    loss_fn = nn.CrossEntropyLoss()
-    model.train()
-    while step < config.steps:
-        for xb, yb in loader:  # after a resume, the first pass is the rest of the saved epoch
-            loss = loss_fn(model(xb), yb)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            step += 1
-            if step == stop_at:
-                save_checkpoint(checkpoint, config=config, step=step, model=model, optimizer=opt, loader=loader)
-                return model, step
-            if step == config.steps:
-                break
-    return model, step
+    done = {"step": step}
+
+    def count(info: StepInfo) -> None:
+        done["step"] = step + info.global_step
+        if done["step"] == stop_at:
+            save_checkpoint(checkpoint, config=config, step=done["step"], model=model, optimizer=opt, loader=loader)
+            raise Stop
+
+    # after a resume, the first pass over the loader is the rest of the saved epoch
+    train_loop(model, loader, optimizer=opt, budget=Budget(steps=config.steps - step), on_step=count)
+    return model, done["step"]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -35,7 +35,7 @@ from torch.utils.data.distributed import DistributedSampler
 
 from ._checks import check_positive_float, check_positive_int
 from .datasets import PairDataset, make_seed_data
-from .training import make_model
+from .training import Budget, make_model, train
 
 __all__ = ["DDPConfig", "main", "train_ddp", "train_single"]
 
@@ -68,21 +68,10 @@ def _run(config: DDPConfig, model: nn.Module, sampler: DistributedSampler, local
     X, y = make_seed_data(config.n, config.features, config.seed)
     loader = DataLoader(PairDataset(X, y), batch_size=local_batch, sampler=sampler, drop_last=True,
                         generator=torch.Generator().manual_seed(config.seed))  # keeps the global RNG untouched
-    opt = torch.optim.SGD(model.parameters(), lr=config.lr)
-    loss_fn = nn.CrossEntropyLoss()
-    step, epoch = 0, 0
-    while step < config.steps:
-        sampler.set_epoch(epoch)  # without it every epoch repeats epoch 0's order
-        for xb, yb in loader:
-            loss = loss_fn(model(xb), yb)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            step += 1
-            if step == config.steps:
-                break
-        epoch += 1
-    return epoch
+    h = train(model, loader, optimizer=torch.optim.SGD(model.parameters(), lr=config.lr),
+              budget=Budget(steps=config.steps),
+              before_epoch=lambda e: sampler.set_epoch(e - 1))  # without set_epoch every epoch repeats epoch 0
+    return h.epochs
 
 
 def train_single(config: DDPConfig) -> dict[str, torch.Tensor]:

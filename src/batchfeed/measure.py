@@ -281,15 +281,12 @@ def full_batch_step(features_path: str | os.PathLike, labels_path: str | os.Path
     import numpy as np
     import torch
 
+    from .training import train
+
     X = torch.from_numpy(np.load(features_path))
     y = torch.from_numpy(np.load(labels_path))
-    model = _model_for(features_path, seed)
-    opt = torch.optim.SGD(model.parameters(), lr=lr)
-    loss = torch.nn.functional.cross_entropy(model(X), y)
-    opt.zero_grad()
-    loss.backward()
-    opt.step()
-    return loss.item()
+    h = train(_model_for(features_path, seed), [(X, y)], epochs=1, lr=lr, check_finite=False)
+    return h.update_losses[0]
 
 
 def minibatch_epoch(features_path: str | os.PathLike, labels_path: str | os.PathLike, *, batch_size: int = 32,
@@ -302,19 +299,11 @@ def minibatch_epoch(features_path: str | os.PathLike, labels_path: str | os.Path
     from torch.utils.data import DataLoader
 
     from .sources import NpyDataset
+    from .training import train
 
     ds = NpyDataset(features_path, labels_path, mmap=mmap)
     loader = DataLoader(ds, batch_size=batch_size, shuffle=True, generator=torch.Generator().manual_seed(seed))
-    model = _model_for(features_path, seed)
-    opt = torch.optim.SGD(model.parameters(), lr=lr)
-    seen = 0
-    for xb, yb in loader:
-        loss = torch.nn.functional.cross_entropy(model(xb), yb)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        seen += int(yb.shape[0])
-    return seen
+    return train(_model_for(features_path, seed), loader, epochs=1, lr=lr, check_finite=False).samples_per_epoch[0]
 
 
 def accumulated_gradient(features_path: str | os.PathLike, labels_path: str | os.PathLike, *, batch_size: int = 32,

@@ -42,7 +42,7 @@ from ._checks import check_positive_int
 from .argtypes import OneLineParser, device, output_file, positive_int
 from .datasets import make_seed_data
 from .loader import TensorLoader
-from .training import make_model
+from .training import make_model, train
 
 __all__ = [
     "BenchData",
@@ -258,34 +258,24 @@ def training_epoch_function(rival: str, data: BenchData, batch_size: int = 32, *
         raise ValueError(f"unknown training rival {rival!r}; known: {', '.join(TRAINING_RIVALS)}")
     dev = data.device
     model = make_model(data.features, 2, seed).to(dev)
-    loss_fn = nn.CrossEntropyLoss()
     optimizer = torch.optim.SGD(model.parameters(), lr=lr)
     if rival == "permute_slice":
         bound = _permute_slice(data, _generator(dev, seed))
 
-        def batches() -> Iterable:
+        def batches(_epoch: int) -> Iterable:
             return bound(batch_size)
     else:
         g = torch.Generator(device=dev if rival == "tensorloader" and dev.type == "cuda" else "cpu").manual_seed(seed)
         loader = _loader(rival, data, batch_size, g)
 
-        def batches() -> Iterable:
+        def batches(_epoch: int) -> Iterable:
             return loader
-    to_device = dev.type != "cpu" and rival == "dataloader"
 
     def train_epoch() -> int:
-        fed = 0
-        for batch_X, batch_y in batches():
-            if to_device:
-                batch_X, batch_y = batch_X.to(dev, non_blocking=True), batch_y.to(dev, non_blocking=True)
-            y_pred = model(batch_X)
-            loss = loss_fn(y_pred, batch_y)
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            fed += batch_y.shape[0]
-        _sync(dev)
-        return fed
+        # batchfeed's one training loop, as it trains everywhere else; no evaluation, no finiteness
+        # check (a check reads the loss back from the device at every step)
+        h = train(model, batches, epochs=1, optimizer=optimizer, device=dev, check_finite=False)
+        return h.samples_per_epoch[0]
     return train_epoch
 
 

@@ -313,6 +313,8 @@ def train(
             if before_epoch is not None:
                 before_epoch(epoch)
             stopped = run.epoch(epoch, batches(epoch) if callable(batches) else batches, on_step)
+            if epochs is None and not stopped and run.hist.steps_per_epoch[-1] == 0:
+                raise ValueError(f"epoch {epoch} gave no batch: training until the budget is spent would never end")
             run.evaluate_epoch(epoch)
             if on_epoch is not None and not stopped:
                 try:

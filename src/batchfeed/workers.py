@@ -164,38 +164,25 @@ def training_epoch(
         dataset, batch_size=batch_size, shuffle=True, num_workers=num_workers,
         generator=torch.Generator().manual_seed(seed), **(loader_kwargs or {}),
     )
-    step: Callable[[Any], None]
     if train:
-        from .training import make_model
+        from .training import make_model, train as train_loop
 
         if features is None:
             features = int(dataset[0][0].numel())
         model = make_model(features, 2, seed)
         opt = torch.optim.SGD(model.parameters(), lr=0.1)
-        loss_fn = nn.CrossEntropyLoss()
-
-        def step(batch: Any) -> None:
-            xb, yb = batch
-            loss = loss_fn(model(xb.reshape(xb.shape[0], -1)), yb)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-
-        step((torch.zeros(2, features), torch.zeros(2, dtype=torch.long)))
-    else:
-        def step(batch: Any) -> None:
-            pass
+        flat = [(torch.zeros(2, features), torch.zeros(2, dtype=torch.long))]
+        train_loop(model, flat, epochs=1, optimizer=opt, check_finite=False)  # warm-up: the first step's set-up
 
     def epoch() -> int:
         before = torch.get_num_threads()
         if threads is not None:
             torch.set_num_threads(threads)
         try:
-            samples = 0
-            for batch in loader:
-                step(batch)
-                samples += len(batch[1])
-            return samples
+            if train:
+                batches = ((xb.reshape(xb.shape[0], -1), yb) for xb, yb in loader)
+                return train_loop(model, batches, epochs=1, optimizer=opt, check_finite=False).samples_per_epoch[0]
+            return sum(len(batch[1]) for batch in loader)
         finally:
             torch.set_num_threads(before)
 
