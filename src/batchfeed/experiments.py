@@ -13,7 +13,7 @@ import contextlib
 import copy
 import math
 import statistics
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -26,7 +26,7 @@ from torch.utils.data import DataLoader
 from . import claims
 from ._checks import check_positive_int
 from .datasets import PairDataset, make_seed_data
-from .training import History, make_model, train_full_batch, train_minibatch
+from .training import Budget, History, StepInfo, Stop, make_model, train, train_full_batch, train_minibatch
 
 __all__ = [
     "REPORTED_CLAIMS",
@@ -89,10 +89,6 @@ class Comparison:
         }
 
 
-class _BudgetSpent(Exception):
-    pass
-
-
 def _truncate_per_update(h: History, k: int) -> History:
     """The first ``k`` updates of a one-update-per-epoch History."""
     return History(
@@ -106,19 +102,11 @@ def _truncate_per_update(h: History, k: int) -> History:
 def _train_full_batch_for(init: nn.Module, X: torch.Tensor, y: torch.Tensor, *, seconds: float, lr: float,
                           device: str | torch.device, max_updates: int) -> History:
     """Full-batch GD, one update per History epoch, for as many updates as fit in ``seconds`` of training."""
-    last: dict[str, History] = {}
-
-    def stop(h: History) -> None:
-        last["h"] = h
-        if h.wall_time > seconds:
-            raise _BudgetSpent
-
-    try:
-        h = train_full_batch(copy.deepcopy(init), X, y, epochs=max_updates, lr=lr, device=device, on_epoch=stop)
-    except _BudgetSpent:
-        h = last["h"]
-    k = sum(t <= seconds for t in h.epoch_time)
-    return _truncate_per_update(h, k)
+    dev = torch.device(device)
+    Xd, yd = X.to(dev), y.to(dev)
+    h = train(copy.deepcopy(init).to(dev), [(Xd, yd)], epochs=max_updates, lr=lr, device=dev, eval_data=(Xd, yd),
+              method="full-batch", budget=Budget(seconds=seconds))
+    return _truncate_per_update(h, sum(t <= seconds for t in h.epoch_time))
 
 
 def compare(
@@ -510,8 +498,9 @@ def steps_to_target(X: torch.Tensor, y: torch.Tensor, init: nn.Module, *, batch_
     (``Linear``, weights from ``init``) with cross-entropy, one run per learning rate in
     ``lrs``, all fed the same batches: a fresh permutation of the data each epoch (from a
     generator seeded with ``seed``), batches of ``batch_size``, the last one short when
-    ``batch_size`` does not divide N. The runs are stacked into one batched model so the
-    learning rates cost about one. The full-data loss is evaluated after every step.
+    ``batch_size`` does not divide N. The runs are stacked into one model (one Linear per
+    learning rate, one SGD parameter group each) trained by batchfeed's one loop, so the
+    learning rates share the batches and the Python cost. The full-data loss is evaluated after every step.
     Returns ``(steps, samples)`` per learning rate; None where the target was not reached
     within ``max_steps`` (or the run diverged), or, with ``stop_at_first``, not by the step
     at which the first learning rate reached it (training stops there).
@@ -523,43 +512,73 @@ def steps_to_target(X: torch.Tensor, y: torch.Tensor, init: nn.Module, *, batch_
         raise ValueError(f"batch_size must be at most N={n}, got {batch_size}")
     dev = torch.device(device)
     X, y = X.to(dev), y.to(dev)
-    w0, b0 = _linear_params(init)
-    L, C = len(lrs), w0.shape[0]
-    # The L models stacked as one Linear(F, L*C): output column l*C + c is model l's class c.
-    W = w0.to(dev).repeat(L, 1).requires_grad_(True)
-    b = b0.to(dev).repeat(L).requires_grad_(True)
-    lr = torch.tensor([float(v) for v in lrs], dtype=W.dtype, device=dev).repeat_interleave(C)
+    model = _Stacked(init, len(lrs)).to(dev)
+    # One SGD parameter group per learning rate: each stacked model is updated by its own lr.
+    opt = torch.optim.SGD([{"params": lin.parameters(), "lr": float(v)} for lin, v in zip(model.layers, lrs)])
     g = torch.Generator().manual_seed(int(seed))
-    steps: list[int | None] = [None] * L
-    samples: list[int | None] = [None] * L
-    done = torch.zeros(L, dtype=torch.bool, device=dev)
-    y_all = y.repeat_interleave(L)
-    perm, pos, seen = torch.randperm(n, generator=g).to(dev), 0, 0
-    for step in range(1, max_steps + 1):
-        if pos >= n:
-            perm, pos = torch.randperm(n, generator=g).to(dev), 0
-        idx = perm[pos:pos + batch_size]
-        pos += batch_size
-        xb, yb = X[idx], y[idx]
-        seen += int(idx.shape[0])
-        # Sum over the stacked models of each one's mean loss: each model gets its own gradient.
-        loss = F.cross_entropy(torch.addmm(b, xb, W.t()).view(-1, C), yb.repeat_interleave(L),
-                               reduction="none").view(-1, L).mean(0).sum()
-        W.grad = b.grad = None
-        loss.backward()
+
+    def epoch_batches(_epoch: int) -> Iterable:
+        perm = torch.randperm(n, generator=g).to(dev)  # a fresh permutation each epoch
+        return ((X[i], y[i]) for i in perm.split(batch_size))
+
+    reached = _TargetWatch(model, X, y, target_loss, stop_at_first)
+    train(model, epoch_batches, optimizer=opt, loss_fn=_stacked_loss, device=dev, budget=Budget(steps=max_steps),
+          on_step=reached, check_finite=False)
+    return reached.steps, reached.samples
+
+
+class _Stacked(nn.Module):
+    """``k`` copies of the tutorial's Linear layer (weights from ``init``) fed the same batch:
+    output ``(B, k, classes)``."""
+
+    def __init__(self, init: nn.Module, k: int) -> None:
+        super().__init__()
+        w0, b0 = _linear_params(init)
+        self.layers = nn.ModuleList(nn.Linear(w0.shape[1], w0.shape[0], device="meta") for _ in range(k))
+        self.layers.to_empty(device=w0.device)
         with torch.no_grad():
-            W -= lr[:, None] * W.grad
-            b -= lr * b.grad
-            full = F.cross_entropy(torch.addmm(b, X, W.t()).view(-1, C), y_all, reduction="none").view(n, L).mean(0)
-            new = (full <= target_loss) & ~done
-            dead = ~torch.isfinite(full)
-        if bool(new.any()):
-            for i in torch.nonzero(new).flatten().tolist():
-                steps[i], samples[i] = step, seen
-            done |= new
-        if bool((done | dead).all()) or (stop_at_first and bool(done.any())):
-            break
-    return steps, samples
+            for lin in self.layers:
+                lin.weight.copy_(w0)
+                lin.bias.copy_(b0)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.stack([lin(x) for lin in self.layers], dim=1)
+
+
+def _per_model_loss(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Each stacked model's mean cross-entropy on ``(out, y)``: shape ``(k,)``."""
+    k = out.shape[1]
+    return F.cross_entropy(out.reshape(-1, out.shape[2]), y.repeat_interleave(k), reduction="none").view(-1, k).mean(0)
+
+
+def _stacked_loss(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """The sum of the stacked models' mean losses: each model gets exactly its own gradient."""
+    return _per_model_loss(out, y).sum()
+
+
+class _TargetWatch:
+    """An ``on_step`` hook: after each step, each stacked model's full-data loss; records the step
+    and samples at which each first reaches the target, and stops when nothing is left to learn."""
+
+    def __init__(self, model: _Stacked, X: torch.Tensor, y: torch.Tensor, target: float, stop_at_first: bool) -> None:
+        self.model, self.X, self.y, self.target, self.first = model, X, y, target, stop_at_first
+        k = len(model.layers)
+        self.steps: list[int | None] = [None] * k
+        self.samples: list[int | None] = [None] * k
+        self.seen = 0
+        self.done = torch.zeros(k, dtype=torch.bool, device=X.device)
+
+    def __call__(self, info: StepInfo) -> None:
+        self.seen += info.samples
+        with torch.no_grad():
+            full = _per_model_loss(self.model(self.X), self.y)
+        new = (full <= self.target) & ~self.done
+        dead = ~torch.isfinite(full)
+        for i in torch.nonzero(new).flatten().tolist():
+            self.steps[i], self.samples[i] = info.global_step, self.seen
+        self.done |= new
+        if bool((self.done | dead).all()) or (self.first and bool(self.done.any())):
+            raise Stop
 
 
 def gradient_noise_scale(model: nn.Module, X: torch.Tensor, y: torch.Tensor) -> tuple[float, float, float]:
@@ -593,21 +612,22 @@ def _noise_along_path(X: torch.Tensor, y: torch.Tensor, init: nn.Module, *, lr: 
     dev = torch.device(device)
     model = copy.deepcopy(init).to(dev)
     Xd, yd = X.to(dev), y.to(dev)
-    opt = torch.optim.SGD(model.parameters(), lr=lr)
-    at = sorted({round(i * steps / max(points - 1, 1)) for i in range(points)})
+    at = {round(i * steps / max(points - 1, 1)) for i in range(points)}
     out = NoiseScale([], [], [], [], [])
-    for s in range(steps + 1):
-        if s in at:
+
+    def measure(done: int) -> None:
+        if done in at:
             bs, tr, gsq = gradient_noise_scale(model, Xd, yd)
             with torch.no_grad():
                 loss = float(F.cross_entropy(model(Xd), yd))
-            for lst, v in ((out.steps, s), (out.loss, loss), (out.b_simple, bs), (out.trace_sigma, tr),
+            for lst, v in ((out.steps, done), (out.loss, loss), (out.b_simple, bs), (out.trace_sigma, tr),
                            (out.grad_norm_sq, gsq)):
                 lst.append(v)
-        if s < steps:
-            opt.zero_grad()
-            F.cross_entropy(model(Xd), yd).backward()
-            opt.step()
+
+    measure(0)
+    if steps:  # full-batch GD: one update per epoch, measured after the updates in ``at``
+        train(model, [(Xd, yd)], epochs=steps, lr=lr, method="full-batch", check_finite=False,
+              on_epoch=lambda h: measure(h.total_steps))
     return out
 
 
