@@ -28,8 +28,9 @@ import torch
 from torch import nn
 
 from ._checks import check_positive_float, check_positive_int
-from .datasets import PairDataset, make_seed_data
-from .training import Budget, StepInfo, Stop, make_model
+from .datasets import PairDataset
+from .setup import build
+from .training import Budget, StepInfo, Stop
 from .training import train as train_loop
 
 __all__ = ["LOADERS", "RunConfig", "load_checkpoint", "main", "make_stateful_loader", "save_checkpoint", "train"]
@@ -89,12 +90,12 @@ def make_stateful_loader(dataset: PairDataset, *, batch_size: int, seed: int, lo
 
 
 def _build(config: RunConfig) -> tuple[nn.Module, torch.optim.Optimizer, Any]:
-    X, y = make_seed_data(config.n, config.features, config.seed)
-    model = make_model(config.features, 2, config.seed)
-    opt = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum)
-    loader = make_stateful_loader(PairDataset(X, y), batch_size=config.batch_size, seed=config.seed,
-                                  loader=config.loader)
-    return model, opt, loader
+    def stateful(dataset: PairDataset, *, batch_size: int, shuffle: bool, generator: torch.Generator) -> Any:
+        return make_stateful_loader(dataset, batch_size=batch_size, seed=generator.initial_seed(), loader=config.loader)
+
+    _, _, model, loader = build(n=config.n, features=config.features, seed=config.seed, batch_size=config.batch_size,
+                                loader_factory=stateful)
+    return model, torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum), loader
 
 
 def save_checkpoint(path: str | os.PathLike, *, config: RunConfig, step: int, model: nn.Module,

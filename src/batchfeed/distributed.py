@@ -34,8 +34,9 @@ from torch.utils.data import DataLoader
 from torch.utils.data.distributed import DistributedSampler
 
 from ._checks import check_positive_float, check_positive_int
-from .datasets import PairDataset, make_seed_data
-from .training import Budget, make_model, train
+from .datasets import PairDataset
+from .setup import build
+from .training import Budget, train
 
 __all__ = ["DDPConfig", "main", "train_ddp", "train_single"]
 
@@ -65,9 +66,12 @@ class DDPConfig:
 
 
 def _run(config: DDPConfig, model: nn.Module, sampler: DistributedSampler, local_batch: int) -> int:
-    X, y = make_seed_data(config.n, config.features, config.seed)
-    loader = DataLoader(PairDataset(X, y), batch_size=local_batch, sampler=sampler, drop_last=True,
-                        generator=torch.Generator().manual_seed(config.seed))  # keeps the global RNG untouched
+    def sharded(dataset: PairDataset, *, batch_size: int, shuffle: bool, generator: torch.Generator) -> DataLoader:
+        # the generator keeps the global RNG untouched; the sampler shards and shuffles
+        return DataLoader(dataset, batch_size=batch_size, sampler=sampler, drop_last=True, generator=generator)
+
+    loader = build(n=config.n, features=config.features, seed=config.seed, batch_size=local_batch, shuffle=False,
+                   loader_factory=sharded).loader
     h = train(model, loader, optimizer=torch.optim.SGD(model.parameters(), lr=config.lr),
               budget=Budget(steps=config.steps),
               before_epoch=lambda e: sampler.set_epoch(e - 1))  # without set_epoch every epoch repeats epoch 0
@@ -77,7 +81,7 @@ def _run(config: DDPConfig, model: nn.Module, sampler: DistributedSampler, local
 def train_single(config: DDPConfig) -> dict[str, torch.Tensor]:
     """The single-process reference: the same global batches in the same order; returns the weights."""
     sampler = DistributedSampler(range(config.n), num_replicas=1, rank=0, shuffle=True, seed=config.seed, drop_last=True)
-    model = make_model(config.features, 2, config.seed)
+    model = build(n=config.n, features=config.features, seed=config.seed).model
     _run(config, model, sampler, config.batch_size)
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
@@ -93,7 +97,7 @@ def train_ddp(config: DDPConfig) -> dict[str, torch.Tensor]:
         raise ValueError(f"--batch-size {config.batch_size} (global) must be a multiple of the world size {world}")
     sampler = DistributedSampler(range(config.n), num_replicas=world, rank=rank, shuffle=True, seed=config.seed,
                                  drop_last=True)
-    model = nn.parallel.DistributedDataParallel(make_model(config.features, 2, config.seed))
+    model = nn.parallel.DistributedDataParallel(build(n=config.n, features=config.features, seed=config.seed).model)
     _run(config, model, sampler, config.batch_size // world)
     return {k: v.detach().clone() for k, v in model.module.state_dict().items()}
 

@@ -25,8 +25,8 @@ from torch.utils.data import DataLoader
 
 from . import claims
 from ._checks import check_positive_int
-from .datasets import PairDataset, make_seed_data
-from .training import Budget, History, StepInfo, Stop, make_model, train, train_full_batch, train_minibatch
+from .setup import build, sort_by_label
+from .training import Budget, History, StepInfo, Stop, train, train_full_batch, train_minibatch
 
 __all__ = [
     "REPORTED_CLAIMS",
@@ -134,12 +134,8 @@ def compare(
     """
     check_positive_int("n", n)
     check_positive_int("batch_size", batch_size)
-    X, y = make_seed_data(n, features, seed)
-    init = make_model(features, 2, seed)
-    loader = loader_factory(
-        PairDataset(X, y), batch_size=batch_size, shuffle=shuffle,
-        generator=torch.Generator().manual_seed(seed),
-    )
+    X, y, init, loader = build(n=n, features=features, seed=seed, batch_size=batch_size, shuffle=shuffle,
+                               loader_factory=loader_factory)
     # The full-data loss after every update, for both methods: what C3 compares, and the per-update plot.
     full = train_full_batch(copy.deepcopy(init), X, y, epochs=epochs, lr=lr, device=device, track_full_loss=True)
     mini = train_minibatch(copy.deepcopy(init), loader, X, y, epochs=epochs, lr=lr, device=device,
@@ -340,14 +336,11 @@ def run_method(method: str, *, n: int, features: int, batch_size: int, epochs: i
     What :func:`measure_memory` runs in a fresh process. Returns the final full-data loss,
     the same as ``compare(...).full`` or ``.mini`` of the same arguments.
     """
-    X, y = make_seed_data(n, features, seed)
-    init = make_model(features, 2, seed)
+    s = build(n=n, features=features, seed=seed, batch_size=batch_size, shuffle=shuffle)
     if method == "full-batch":
-        return train_full_batch(init, X, y, epochs=epochs, lr=lr, device=device).final_loss
+        return train_full_batch(s.model, s.X, s.y, epochs=epochs, lr=lr, device=device).final_loss
     if method == "mini-batch":
-        loader = DataLoader(PairDataset(X, y), batch_size=batch_size, shuffle=shuffle,
-                            generator=torch.Generator().manual_seed(seed))
-        return train_minibatch(init, loader, X, y, epochs=epochs, lr=lr, device=device).final_loss
+        return train_minibatch(s.model, s.loader, s.X, s.y, epochs=epochs, lr=lr, device=device).final_loss
     raise ValueError(f"method must be 'full-batch' or 'mini-batch', got {method!r}")
 
 
@@ -713,8 +706,7 @@ def batch_size_sweep(
 def _sweep(bss: list[int], *, n: int, features: int, lrs: list[float], seed: int, target_loss: float | None,
            reference_lr: float, reference_updates: int, target_factor: float, max_steps: int, noise_points: int,
            device: str | torch.device, progress: Callable[[int], None] | None) -> Sweep:
-    X, y = make_seed_data(n, features, seed)
-    init = make_model(features, 2, seed)
+    X, y, init, _ = build(n=n, features=features, seed=seed)
     target_rule = "given"
     if target_loss is None:
         ref = train_full_batch(copy.deepcopy(init), X, y, epochs=reference_updates, lr=reference_lr, device=device)
@@ -845,12 +837,6 @@ def run_compare(
 
 # --- C11 ----------------------------------------------------------------------------------------
 
-def sort_by_label(X: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """The data reordered so that all samples of class 0 come first (a stable sort)."""
-    order = torch.sort(y, stable=True).indices
-    return X[order], y[order]
-
-
 def order_pattern_experiment(
     *,
     shuffle: bool,
@@ -863,9 +849,6 @@ def order_pattern_experiment(
     loader_factory: LoaderFactory = DataLoader,
 ) -> History:
     """Mini-batch training on label-sorted data, with or without shuffling (claim C11)."""
-    X, y = sort_by_label(*make_seed_data(n, features, seed))
-    loader = loader_factory(
-        PairDataset(X, y), batch_size=batch_size, shuffle=shuffle,
-        generator=torch.Generator().manual_seed(seed),
-    )
-    return train_minibatch(make_model(features, 2, seed), loader, X, y, epochs=epochs, lr=lr)
+    s = build(n=n, features=features, seed=seed, batch_size=batch_size, shuffle=shuffle, loader_factory=loader_factory,
+              sort_labels=True)
+    return train_minibatch(s.model, s.loader, s.X, s.y, epochs=epochs, lr=lr)
