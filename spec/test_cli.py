@@ -151,6 +151,8 @@ def test_peak_memory_is_reported_for_both_methods(capsys):
         (["--plot", "/nonexistent-folder/out.png"], "--plot"),
         (["--json", "/nonexistent-folder/out.json"], "--json"),
         (["--bogus"], "--bogus"),
+        (["--loader", "no_such_module_xyz:Loader"], "--loader"),
+        (["--loader", "DataLoader"], "--loader"),
     ],
     ids=lambda v: " ".join(v) if isinstance(v, list) else v,
 )
@@ -216,6 +218,18 @@ def test_compare_runs_on_one_thread_by_default_and_says_so(capsys):
     assert torch.get_num_threads() == before
     header = capsys.readouterr().out.splitlines()[0]
     assert "(1 torch thread, --threads)" in header, header
+
+
+def test_compare_runs_on_the_loader_it_is_given(capsys):
+    """--loader batchfeed:TensorLoader feeds mini-batch GD: same batches as DataLoader for the seed, so the same table; the header names the loader."""
+    assert main(["compare", *SMALL, "--no-memory", "--quiet"]) == 0
+    default = capsys.readouterr().out
+    assert main(["compare", *SMALL, "--no-memory", "--quiet", "--loader", "batchfeed:TensorLoader"]) == 0
+    tensor = capsys.readouterr().out
+    assert "loader torch.utils.data:DataLoader" in default.splitlines()[0]
+    assert "loader batchfeed:TensorLoader" in tensor.splitlines()[0]
+    strip_time = lambda rows: [r[:5] + r[6:10] for r in rows]  # noqa: E731 - loss, acc, updates, samples
+    assert strip_time(table_rows(tensor)) == strip_time(table_rows(default))
 
 
 def test_cuda_without_a_gpu_says_so(capsys):

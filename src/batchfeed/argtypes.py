@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["OneLineParser", "device", "list_of", "non_negative_int", "output_file", "positive_float", "positive_int"]
+__all__ = ["OneLineParser", "device", "list_of", "loader", "non_negative_int", "output_file", "positive_float", "positive_int"]
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -62,6 +62,17 @@ def device(text: str) -> str:
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise argparse.ArgumentTypeError(f"{text!r} requested, but torch sees no CUDA device")
     return str(dev)
+
+
+def loader(text: str) -> str:
+    """``module:callable`` naming a loader that can be imported; the value itself is returned."""
+    from .loaders import resolve
+
+    try:
+        resolve(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
 
 
 def list_of(kind: Callable[[str], float | int], what: str) -> Callable[[str], list]:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
@@ -13,12 +14,14 @@ from .argtypes import (
     OneLineParser,
     device,
     list_of,
+    loader,
     non_negative_int,
     output_file,
     positive_float,
     positive_int,
 )
 from .experiments import run_compare, total_work
+from .loaders import DEFAULT_LOADER
 
 __all__ = ["main"]
 
@@ -45,6 +48,9 @@ def _build_parser() -> argparse.ArgumentParser:
     c.add_argument("--seed", type=non_negative_int, default=0, help="seed for data, weights and shuffling (default 0)")
     c.add_argument("--device", type=device, default="cpu", help="cpu or cuda (default cpu)")
     c.add_argument("--no-shuffle", action="store_true", help="feed mini-batches in dataset order")
+    c.add_argument("--loader", type=loader, default=DEFAULT_LOADER, metavar="MODULE:CALLABLE",
+                   help=f"the loader that feeds mini-batch GD, called with DataLoader's keywords (default "
+                        f"{DEFAULT_LOADER}; e.g. batchfeed:TensorLoader)")
     c.add_argument("--threads", type=positive_int, default=DEFAULT_THREADS,
                    help=f"torch intra-op CPU threads for the run (default {DEFAULT_THREADS}: these models are a few "
                         "hundred floats, and more threads only wait for each other: on 2 busy cores (load 5.6) the "
@@ -128,6 +134,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                           lr=args.lr, seed=args.seed, repeats=args.repeats, shuffle=not args.no_shuffle,
                           device=args.device, memory=not args.no_memory, batch_sizes=args.batch_sizes,
                           sweep_lrs=args.sweep_lrs, target_loss=args.target_loss, max_steps=args.max_steps,
+                          loader=args.loader,
                           progress=bar.update if bar is not None else None)
     finally:
         if bar is not None:
@@ -135,7 +142,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         torch.set_num_threads(threads)
     from . import report
 
-    print(report.format_report(run), flush=True)
+    try:
+        print(report.format_report(run), flush=True)
+    except BrokenPipeError:  # `batchfeed compare | head`: the reader has gone, nothing to report
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     for option, path, write in (("--plot", args.plot, lambda p: report.plot(run, p)),
                                 ("--json", args.json, lambda p: report.write_json(run, p, argv))):
         if path is None:

@@ -25,6 +25,7 @@ from torch.utils.data import DataLoader
 
 from . import claims
 from ._checks import check_positive_int
+from .loaders import DEFAULT_LOADER, resolve
 from .setup import build, sort_by_label
 from .training import Budget, History, StepInfo, Stop, train, train_full_batch, train_minibatch
 
@@ -330,13 +331,15 @@ def summarize(runs: Sequence[Comparison]) -> dict:
 # --- peak memory --------------------------------------------------------------------------
 
 def run_method(method: str, *, n: int, features: int, batch_size: int, epochs: int, lr: float, seed: int,
-               shuffle: bool = True, device: str = "cpu") -> float:
+               shuffle: bool = True, device: str = "cpu", loader: str = DEFAULT_LOADER) -> float:
     """One method of :func:`compare` alone, from scratch (data, weights, loader, training).
 
-    What :func:`measure_memory` runs in a fresh process. Returns the final full-data loss,
-    the same as ``compare(...).full`` or ``.mini`` of the same arguments.
+    What :func:`measure_memory` runs in a fresh process, so the loader comes by name
+    (``module:callable``). Returns the final full-data loss, the same as
+    ``compare(...).full`` or ``.mini`` of the same arguments.
     """
-    s = build(n=n, features=features, seed=seed, batch_size=batch_size, shuffle=shuffle)
+    s = build(n=n, features=features, seed=seed, batch_size=batch_size, shuffle=shuffle,
+              loader_factory=resolve(loader))
     if method == "full-batch":
         return train_full_batch(s.model, s.X, s.y, epochs=epochs, lr=lr, device=device).final_loss
     if method == "mini-batch":
@@ -357,6 +360,7 @@ def measure_memory(config: dict, *, timeout: float = 600.0) -> dict:
     from .measure import Job, peak_memory_series
 
     kw = {k: config[k] for k in ("n", "features", "batch_size", "epochs", "lr", "seed", "shuffle", "device")}
+    kw["loader"] = config.get("loader", DEFAULT_LOADER)
     warm = dict(kw, n=max(1, kw["n"] // 10), epochs=1)
     methods = ("full-batch", "mini-batch")
     with ThreadPoolExecutor(len(methods)) as pool:
@@ -797,8 +801,9 @@ def run_compare(
     target_loss: float | None = None,
     max_steps: int = 10_000,
     progress: Callable[[int], None] | None = None,
+    loader: str = DEFAULT_LOADER,
 ) -> CompareRun:
-    """The report of ``batchfeed compare``.
+    """The report of ``batchfeed compare``; ``loader`` (``module:callable``) feeds mini-batch GD.
 
     1. A warm-up (one short untimed comparison) pays one-time start-up costs, so that the
        first timed method is not charged for them.
@@ -812,16 +817,17 @@ def run_compare(
     """
     check_positive_int("repeats", repeats)
     tick = progress or (lambda _k: None)
+    factory = resolve(loader)
     compare(n=min(n, 2 * batch_size), features=features, batch_size=batch_size, epochs=1, lr=lr, seed=seed,
-            shuffle=shuffle, device=device, equal_time=True)
+            shuffle=shuffle, device=device, equal_time=True, loader_factory=factory)
     tick(1)
     seeds = list(range(seed, seed + repeats))
     runs = []
     for s in seeds:
         runs.append(compare(n=n, features=features, batch_size=batch_size, epochs=epochs, lr=lr, seed=s,
-                            shuffle=shuffle, device=device, equal_time=True))
+                            shuffle=shuffle, device=device, equal_time=True, loader_factory=factory))
         tick(1)
-    config = dict(runs[0].config, repeats=repeats, threads=torch.get_num_threads())
+    config = dict(runs[0].config, repeats=repeats, threads=torch.get_num_threads(), loader=loader)
     mem = None
     if memory:
         mem = measure_memory(runs[0].config)

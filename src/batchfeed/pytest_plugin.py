@@ -29,8 +29,8 @@ import pytest
 import torch
 
 from . import claims as ledger
+from .loaders import DEFAULT_LOADER, resolve
 
-DEFAULT_LOADER = "torch.utils.data:DataLoader"
 
 _loader_key = pytest.StashKey[tuple[str, Any]]()
 _figures_key = pytest.StashKey[dict[str, dict[str, float]]]()
@@ -54,21 +54,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def resolve_loader(spec: str) -> Any:
     """Import ``module:callable``; a bad value raises ``pytest.UsageError`` naming it."""
-    module_name, sep, attr = spec.partition(":")
-    if not sep or not module_name or not attr:
-        raise pytest.UsageError(f"--loader={spec!r}: expected MODULE:CALLABLE, e.g. {DEFAULT_LOADER}")
     try:
-        obj: Any = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise pytest.UsageError(f"--loader={spec!r}: cannot import module {module_name!r}: {exc}") from exc
-    for part in attr.split("."):
-        try:
-            obj = getattr(obj, part)
-        except AttributeError:
-            raise pytest.UsageError(f"--loader={spec!r}: module {module_name!r} has no attribute {attr!r}") from None
-    if not callable(obj):
-        raise pytest.UsageError(f"--loader={spec!r}: {attr!r} is not callable")
-    return obj
+        return resolve(spec)
+    except ValueError as exc:
+        raise pytest.UsageError(f"--loader={exc}") from None
 
 
 def _device_option(config: pytest.Config) -> str:

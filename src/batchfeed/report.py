@@ -77,7 +77,8 @@ def _header(run: CompareRun) -> str:
     seeds = f"seed {c['seed']}" if len(run.seeds) == 1 else (
         f"seeds {run.seeds[0]}-{run.seeds[-1]} ({len(run.seeds)} repeats: mean±std over seeds)")
     return (f"batchfeed compare: N={c['n']}, features={c['features']}, batch size {c['batch_size']}, lr {c['lr']}, "
-            f"{c['epochs']} epochs, {seeds}, {'shuffled' if c['shuffle'] else 'unshuffled'}, device {c['device']}"
+            f"{c['epochs']} epochs, {seeds}, {'shuffled' if c['shuffle'] else 'unshuffled'}, "
+            f"loader {c.get('loader', 'torch.utils.data:DataLoader')}, device {c['device']}"
             + (f" ({c['threads']} torch thread{'s' if c['threads'] != 1 else ''}, --threads)"
                if "threads" in c and torch.device(c["device"]).type == "cpu" else ""))
 
