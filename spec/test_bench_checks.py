@@ -4,8 +4,10 @@ specified is the judgement, not this machine's speed."""
 
 import pytest
 
-from batchfeed import throughput
-from batchfeed.throughput import NOISE_MARGIN, Measurement, check_failures, disturbed, format_table
+from batchfeed import bench, throughput
+from batchfeed.bench import format_table
+from batchfeed.targets import NOISE_MARGIN, check_failures, disturbed
+from batchfeed.throughput import Measurement
 
 N, F, B = 1000, 3, 32
 
@@ -46,10 +48,10 @@ def test_check_option_sets_the_exit_status(monkeypatch):
     """`batchfeed bench --check` returns 1 when check_failures finds anything, 0 otherwise; without --check, 0."""
     outcomes = {"bad": ["a target missed"], "good": []}
     for name, found in outcomes.items():
-        monkeypatch.setattr(throughput, "run", lambda args, out=None: [])
-        monkeypatch.setattr(throughput, "check_failures", lambda rows, found=found: found)
-        assert throughput.main(["--check"]) == (1 if found else 0), name
-        assert throughput.main([]) == 0, name
+        monkeypatch.setattr(bench, "run", lambda args, out=None: [])
+        monkeypatch.setattr(bench, "check_failures", lambda rows, found=found: found)
+        assert bench.main(["--check"]) == (1 if found else 0), name
+        assert bench.main([]) == 0, name
 
 
 def test_bench_measures_on_one_thread_by_default_and_restores_torch(capsys):
@@ -59,7 +61,7 @@ def test_bench_measures_on_one_thread_by_default_and_restores_torch(capsys):
     before = torch.get_num_threads()
     torch.set_num_threads(2)
     try:
-        assert throughput.main(["--n", "512", "--features", "3", "--batch-size", "64", "--repeats", "1",
+        assert bench.main(["--n", "512", "--features", "3", "--batch-size", "64", "--repeats", "1",
                                 "--no-training", "--no-progress", "--rivals", "permute_slice"]) == 0
         assert torch.get_num_threads() == 2
     finally:

@@ -12,14 +12,14 @@ import os
 
 import pytest
 
+from batchfeed.bench import format_table
+from batchfeed.targets import check_failures
 from batchfeed.throughput import (
     RIVALS,
     TRAINING_RIVALS,
     BenchData,
     Measurement,
-    check_failures,
     device_name,
-    format_table,
     make_data,
 )
 

@@ -100,9 +100,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = _build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["bench"]:
-        from . import throughput
+        from . import bench
 
-        return throughput.main(argv[1:], prog="batchfeed bench")
+        return bench.main(argv[1:], prog="batchfeed bench")
     args = parser.parse_args(argv)
     if args.command != "compare":  # pragma: no cover - argparse requires a known command
         raise AssertionError(f"unhandled command {args.command!r}")

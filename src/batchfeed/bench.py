@@ -1,0 +1,196 @@
+"""``batchfeed bench``: parse the arguments, run the measurements, print the ratio table and the
+targets; with ``--check`` the exit status says whether the targets held."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict
+from typing import Any
+
+import torch
+
+from .argtypes import OneLineParser, device, output_file, positive_int
+
+from .gather import gather_profile
+from .targets import NOISE_MARGIN, check_failures, check_targets, disturbed
+from .throughput import RIVALS, TRAINING_RIVALS, Measurement, device_name, make_data, measure_epochs
+
+
+#: torch threads while measuring unless --threads says otherwise.
+DEFAULT_THREADS = 1
+class _Progress:
+    """tqdm progress bar that shows up only if the run lasts more than ``delay`` seconds."""
+
+    def __init__(self, total: int, desc: str, enabled: bool, delay: float = 2.0) -> None:
+        self.desc = desc
+        self._bar = None
+        if enabled:
+            try:
+                from tqdm import tqdm
+            except ImportError:  # tqdm is optional: no bar
+                return
+            self._bar = tqdm(total=total, desc=desc, delay=delay, leave=False, file=sys.stderr, unit="epoch")
+
+    def step(self, text: str) -> None:
+        if self._bar is not None:
+            self._bar.set_description_str(self.desc, refresh=False)
+            self._bar.set_postfix_str(text, refresh=False)
+            self._bar.update(1)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+
+
+def _si(x: float) -> str:
+    for unit, scale in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if x >= scale:
+            return f"{x / scale:.2f} {unit}"
+    return f"{x:.1f}"
+
+
+def format_table(rows: Iterable[Measurement]) -> str:
+    """The ratio table: per configuration, each rival's samples/s and its ratios to the references."""
+    rows = list(rows)
+    lines = []
+    groups: dict[tuple, list[Measurement]] = {}
+    for m in rows:
+        groups.setdefault((m.group, m.device, m.n, m.features, m.batch_size), []).append(m)
+    for (group, dev, n, f, b), ms in groups.items():
+        by = {m.rival: m for m in ms}
+        dl, bound, copy = by.get("dataloader"), by.get("permute_slice"), by.get("memcpy")
+        title = "one epoch of batches" if group == "epoch" else "one training epoch (tutorial's model, SGD)"
+        lines.append(f"{title}: N={n:,}, F={f} float32, B={b}, device {dev}, best of {len(ms[0].seconds)}")
+        lines.append(f"  {'rival':<40} {'samples/s':>11} {'GB/s':>7} {'x DataLoader':>13} {'/ slice bound':>14}"
+                     f" {'/ copy bound':>13}")
+        for m in ms:
+            def r(ref: Measurement | None) -> str:
+                return f"{m.ratio_to(ref):.3g}" if ref is not None else "-"
+            lines.append(f"  {m.label:<40} {_si(m.samples_per_s):>11} {m.gb_per_s:>7.2f} {r(dl):>13} {r(bound):>14}"
+                         f" {r(copy):>13}")
+        lines.append("")
+    targets = check_targets(rows)
+    broken = disturbed(rows)
+    if targets:
+        lines.append("targets (ratios measured side by side in this run)")
+        for t in targets:
+            verdict = ("met" if t.met else f"MISSED by {t.shortfall:.0%}"
+                       + (" (within the noise margin)" if t.shortfall <= NOISE_MARGIN else ""))
+            lines.append(f"  {t.name}: {t.value:.3g} (target >= {t.target:g}): {verdict}")
+    if broken:
+        lines.append("")
+        lines.append("DISTURBED RUN: these ratios cannot be right, so no ratio of this run should be trusted; rerun "
+                     "on a quieter machine (and with --threads 1):")
+        lines += [f"  {d}" for d in broken]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+# --- command line --------------------------------------------------------------------------------
+
+def build_parser(prog: str = "batchfeed bench") -> argparse.ArgumentParser:
+    p = OneLineParser(
+        prog=prog,
+        description="Samples/s of one epoch fed by torch's DataLoader, DataLoader + __getitems__, TensorLoader and "
+                    "the two bounds (permute + slice, memcpy), on the tutorial's data; prints ratios measured side "
+                    "by side in one run (compare ratios, not absolute times, on a shared machine).")
+    p.add_argument("--n", type=positive_int, default=1_000_000, help="samples (default 1e6)")
+    p.add_argument("--features", type=positive_int, nargs="+", default=[3, 256], help="features F (default 3 256)")
+    p.add_argument("--batch-size", type=positive_int, nargs="+", default=[32, 1024], help="batch sizes (default 32 1024)")
+    p.add_argument("--repeats", type=positive_int, default=3, help="timed epochs per rival (default 3); best is reported")
+    p.add_argument("--device", type=device, default="cpu", help="cpu or cuda (default cpu)")
+    p.add_argument("--rivals", nargs="+", choices=list(RIVALS), default=list(RIVALS), help="rivals to run (default all)")
+    p.add_argument("--training", dest="training", action="store_true", default=True,
+                   help="also time one training epoch of the tutorial's model at F=3, B=32 (default)")
+    p.add_argument("--no-training", dest="training", action="store_false", help="skip the training epoch")
+    p.add_argument("--train-n", type=positive_int, default=None, help="samples for the training epoch (default --n)")
+    p.add_argument("--threads", type=positive_int, default=DEFAULT_THREADS,
+                   help=f"torch intra-op threads while measuring, restored afterwards (default {DEFAULT_THREADS}: "
+                        "on a shared 2-core machine torch's own 2 threads made the training loop wait on busy "
+                        "cores and printed impossible ratios; pass the core count to measure threading)")
+    p.add_argument("--check", action="store_true",
+                   help=f"exit 1 if a target ratio is missed by more than the noise margin ({NOISE_MARGIN:.0%}) "
+                        "or the run was disturbed")
+    p.add_argument("--profile", action="store_true",
+                   help="also print where the bandwidth goes for each F: memcpy vs chunked copy vs sequential and "
+                        "random gathers (gather_profile)")
+    p.add_argument("--json", type=output_file, metavar="PATH", default=None, help="also write every measurement to PATH as JSON")
+    p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+    return p
+
+
+def _loadavg() -> str:
+    try:
+        return " ".join(f"{x:.2f}" for x in os.getloadavg())
+    except OSError:
+        return "unknown"
+
+
+def run(args: argparse.Namespace, out: Any = None) -> list[Measurement]:
+    """Run the measurements ``args`` asks for, printing the table to ``out``; returns the rows."""
+    out = out or sys.stdout
+    rows: list[Measurement] = []
+    threads = torch.get_num_threads()
+    torch.set_num_threads(args.threads)
+    try:
+        return _run(args, out, rows)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _run(args: argparse.Namespace, out: Any, rows: list[Measurement]) -> list[Measurement]:
+    print(f"batchfeed bench: torch {torch.__version__}, device {args.device} ({device_name(args.device)}), "
+          f"load average at start {_loadavg()}", file=out, flush=True)
+    warmup = 1
+    total = (len(args.features) * len(args.batch_size) * len(args.rivals)
+             + (len(TRAINING_RIVALS) if args.training else 0)) * (args.repeats + warmup)
+    bar = _Progress(total, "bench", args.progress)
+    profiles: dict[int, dict[str, float]] = {}
+    try:
+        for f in args.features:
+            data = make_data(args.n, f, device=args.device)
+            for b in args.batch_size:
+                bar.desc = f"F={f} B={b}"
+                rows.extend(measure_epochs(data, b, rivals=args.rivals, repeats=args.repeats, warmup=warmup,
+                                           on_epoch=bar.step).values())
+            if args.profile:
+                profiles[f] = gather_profile(data, repeats=args.repeats)
+            del data
+        if args.training:
+            data = make_data(args.train_n or args.n, 3, device=args.device)
+            bar.desc = "training F=3 B=32"
+            rows.extend(measure_epochs(data, 32, repeats=args.repeats, warmup=warmup, training=True,
+                                       on_epoch=bar.step).values())
+    finally:
+        bar.close()
+    print(format_table(rows), file=out, end="")
+    for f, prof in profiles.items():
+        print(f"\nwhere the bandwidth goes: N={args.n:,}, F={f} float32 features, 8 MiB chunks, {args.device}", file=out)
+        ref = prof["memcpy whole"]
+        for name, gbs in prof.items():
+            print(f"  {name:<45} {gbs:7.2f} GB/s  {gbs / ref:5.2f} x memcpy", file=out)
+    print(f"load average at end {_loadavg()} (other processes share these cores: compare ratios, not times)", file=out)
+    if args.json:
+        meta = {"torch": torch.__version__, "device": args.device, "device_name": device_name(args.device),
+                "python": platform.python_version(), "argv": sys.argv[1:]}
+        with open(args.json, "w") as fh:
+            json.dump({"meta": meta, "rows": [m.to_dict() for m in rows], "profiles": profiles,
+                       "targets": [asdict(t) | {"met": t.met} for t in check_targets(rows)]}, fh, indent=2)
+    return rows
+
+
+def main(argv: Sequence[str] | None = None, prog: str = "batchfeed bench") -> int:
+    """``batchfeed bench``: print the ratio table of one run. Returns the exit status: 0, or
+    with ``--check`` 1 when a target is missed beyond the noise margin or the run was disturbed."""
+    args = build_parser(prog).parse_args(argv)
+    rows = run(args)
+    if not args.check:
+        return 0
+    failed = check_failures(rows)
+    for line in failed:
+        print(f"{prog} --check: {line}", file=sys.stderr)
+    return 1 if failed else 0
