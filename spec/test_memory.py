@@ -20,15 +20,8 @@ from hypothesis import strategies as st
 from torch.utils.data import DataLoader
 
 from batchfeed import PairDataset, make_model, make_seed_data, train_full_batch
-from batchfeed.measure import (
-    Job,
-    budget_experiment,
-    fit_slope,
-    hold_tensor,
-    memory_scaling,
-    peak_memory,
-    peak_memory_series,
-)
+from batchfeed.experiments.scaling import budget_experiment, fit_slope, hold_tensor, memory_scaling
+from batchfeed.measure import Job, peak_memory, peak_memory_series
 from batchfeed.training import full_batch_gradient
 
 #: CI sizes: N = 4k, 8k, 16k samples of 1024 float32 features (4 KiB each): 16-66 MB of data.
