@@ -7,6 +7,7 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 
@@ -96,17 +97,8 @@ def _progress_bar(total: int, quiet: bool):
                 disable=None, dynamic_ncols=True)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = _build_parser()
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == ["bench"]:
-        from . import bench
-
-        return bench.main(argv[1:], prog="batchfeed bench")
-    args = parser.parse_args(argv)
-    if args.command != "compare":  # pragma: no cover - argparse requires a known command
-        raise AssertionError(f"unhandled command {args.command!r}")
-    sub = args.parser  # errors found after parsing are reported by the subcommand's parser, like the rest
+def _check_compare(sub: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """What one argument alone cannot tell: sizes against --n, and a plot format matplotlib writes."""
     if args.batch_size > args.n:
         sub.error(f"argument --batch-size: batch size {args.batch_size} exceeds --n {args.n} "
                   "(one batch would hold the whole data: both methods would be full-batch GD)")
@@ -122,31 +114,31 @@ def main(argv: Sequence[str] | None = None) -> int:
         except ImportError:
             sub.error("argument --plot: needs matplotlib (pip install 'batchfeed[plot]')")
         formats = FigureCanvasBase.get_supported_filetypes()
-        suffix = args.plot.suffix.lower().lstrip(".")
-        if suffix not in formats:
+        if args.plot.suffix.lower().lstrip(".") not in formats:
             sub.error(f"argument --plot: cannot tell the image format of {str(args.plot)!r} from its suffix; "
                       f"use one of .{', .'.join(sorted(formats))}")
+
+
+def _run(args: argparse.Namespace) -> Any:
+    """run_compare on --threads torch threads (restored after), with the progress bar."""
     threads = torch.get_num_threads()
     torch.set_num_threads(args.threads)
     bar = _progress_bar(total_work(args.repeats, not args.no_memory, args.batch_sizes), args.quiet)
     try:
-        run = run_compare(n=args.n, features=args.features, batch_size=args.batch_size, epochs=args.epochs,
-                          lr=args.lr, seed=args.seed, repeats=args.repeats, shuffle=not args.no_shuffle,
-                          device=args.device, memory=not args.no_memory, batch_sizes=args.batch_sizes,
-                          sweep_lrs=args.sweep_lrs, target_loss=args.target_loss, max_steps=args.max_steps,
-                          loader=args.loader,
-                          progress=bar.update if bar is not None else None)
+        return run_compare(n=args.n, features=args.features, batch_size=args.batch_size, epochs=args.epochs,
+                           lr=args.lr, seed=args.seed, repeats=args.repeats, shuffle=not args.no_shuffle,
+                           device=args.device, memory=not args.no_memory, batch_sizes=args.batch_sizes,
+                           sweep_lrs=args.sweep_lrs, target_loss=args.target_loss, max_steps=args.max_steps,
+                           loader=args.loader, progress=bar.update if bar is not None else None)
     finally:
         if bar is not None:
             bar.close()
         torch.set_num_threads(threads)
+
+
+def _write_outputs(sub: argparse.ArgumentParser, args: argparse.Namespace, run: Any, argv: list[str]) -> None:
     from . import report
 
-    try:
-        print(report.format_report(run), flush=True)
-    except BrokenPipeError:  # `batchfeed compare | head`: the reader has gone, nothing to report
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 0
     for option, path, write in (("--plot", args.plot, lambda p: report.plot(run, p)),
                                 ("--json", args.json, lambda p: report.write_json(run, p, argv))):
         if path is None:
@@ -157,6 +149,29 @@ def main(argv: Sequence[str] | None = None) -> int:
             sub.error(f"argument {option}: cannot write {str(path)!r}: {exc.strerror or exc}")
         if not args.quiet:
             print(f"wrote {path}", file=sys.stderr)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["bench"]:
+        from . import bench
+
+        return bench.main(argv[1:], prog="batchfeed bench")
+    args = parser.parse_args(argv)
+    if args.command != "compare":  # pragma: no cover - argparse requires a known command
+        raise AssertionError(f"unhandled command {args.command!r}")
+    sub = args.parser  # errors found after parsing are reported by the subcommand's parser, like the rest
+    _check_compare(sub, args)
+    run = _run(args)
+    from . import report
+
+    try:
+        print(report.format_report(run), flush=True)
+    except BrokenPipeError:  # `batchfeed compare | head`: the reader has gone, nothing to report
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    _write_outputs(sub, args, run, argv)
     return 0
 
 

@@ -1,3 +1,4 @@
+# ruff: noqa: F822  (the public names are imported lazily by __getattr__ below)
 """The spec's pytest machinery: two plugins, loaded together by this module.
 
 * :mod:`batchfeed.plugin_loader`: ``--loader=module:callable`` (env ``BATCHFEED_LOADER``), the

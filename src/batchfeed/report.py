@@ -279,66 +279,13 @@ def plot(run: CompareRun, path: str | os.PathLike) -> None:
     nrows = 2 if sweep is not None else 1
     fig = Figure(figsize=(FIGSIZE[0], FIGSIZE[1] * nrows), dpi=DPI)
     axes = fig.subplots(nrows, 3, squeeze=False)
-    r0 = run.runs[0]
-    full_c, mini_c = "tab:blue", "tab:orange"
-    spe = max(r0.mini.steps_per_epoch[0], 1) if r0.mini.steps_per_epoch else 1
-    window = max(1, spe // 4)
-    lo, hi = _band(r0.mini.update_losses, window)
-    upd = list(range(1, len(r0.mini.update_losses) + 1))
-
-    # per epoch
-    ax = axes[0][0]
-    s = run.summary
-    epochs = list(range(len(s["full-batch"]["loss"]["mean"])))
-    for m, c in (("full-batch", full_c), ("mini-batch", mini_c)):
-        mean, std = s[m]["loss"]["mean"], s[m]["loss"]["std"]
-        ax.plot(epochs, mean, "o-", color=c, label=f"{m}, full-data loss" + (" (mean±std)" if len(run.seeds) > 1 else ""))
-        if len(run.seeds) > 1:
-            ax.fill_between(epochs, [a - b for a, b in zip(mean, std)], [a + b for a, b in zip(mean, std)], color=c,
-                            alpha=0.2, linewidth=0)
-    ax.fill_between([u / spe for u in upd], lo, hi, color=mini_c, alpha=0.2, linewidth=0, label="mini-batch, per-batch loss")
-    ax.set(xlabel="epoch (passes over the data)", ylabel="loss", title="per epoch")
-
-    # per update: the full-data loss after every update, both methods (mean ± std over seeds with --repeats)
-    ax = axes[0][1]
-    k = len(run.runs)
-    for name, pick, c in (("full-batch", lambda r: r.full_equal_updates, full_c), ("mini-batch", lambda r: r.mini, mini_c)):
-        paths = [[pick(r).epoch_loss[0], *pick(r).update_full_losses] for r in run.runs]
-        mean = [statistics.fmean(col) for col in zip(*paths)]
-        ax.plot(range(len(mean)), mean, "-", color=c, label=f"{name}, full-data loss after each update")
-        if k > 1:
-            std = [statistics.pstdev(col) for col in zip(*paths)]
-            ax.fill_between(range(len(mean)), [a - b for a, b in zip(mean, std)], [a + b for a, b in zip(mean, std)],
-                            color=c, alpha=0.2, linewidth=0)
-    ax.fill_between(upd, lo, hi, color=mini_c, alpha=0.15, linewidth=0, label="mini-batch, per-batch loss (seed "
-                    f"{run.seeds[0]})")
-    ax.set(xlabel="updates (optimizer steps)", ylabel="full-data loss",
-           title="per update" + (f" (mean ± std over {k} seeds)" if k > 1 else f" (seed {run.seeds[0]})"))
-
-    # per wall time
-    ax = axes[0][2]
-    ft = r0.full_equal_time
-    if ft is not None:
-        ax.plot([0.0, *(1e3 * t for t in ft.epoch_time)], ft.epoch_loss, "-", color=full_c,
-                label=f"full-batch, {ft.total_steps} updates")
-    ax.plot([0.0, *(1e3 * t for t in r0.full.epoch_time)], r0.full.epoch_loss, "o", color=full_c,
-            label="full-batch, its epochs")
-    times = [0.0, *r0.mini.epoch_time]
-    ut = []
-    for e, n_steps in enumerate(r0.mini.steps_per_epoch):  # updates spread evenly within their epoch
-        ut += [1e3 * (times[e] + (times[e + 1] - times[e]) * (i + 1) / n_steps) for i in range(n_steps)]
-    ax.fill_between(ut, lo, hi, color=mini_c, alpha=0.2, linewidth=0, label="mini-batch, per-batch loss")
-    if len(r0.mini.update_full_losses) == len(ut):
-        ax.plot([0.0, *ut], [r0.mini.epoch_loss[0], *r0.mini.update_full_losses], "-", color=mini_c,
-                label="mini-batch, full-data loss after each update")
-    ax.plot([1e3 * t for t in times], r0.mini.epoch_loss, "s", color=mini_c, label="mini-batch, its epochs")
-    ax.axvline(1e3 * r0.mini.wall_time, color="grey", linestyle=":", linewidth=1)
-    ax.set(xlabel="training wall time (ms, evaluation excluded)", ylabel="full-data loss",
-           title="per second of training" + (f" (seed {run.seeds[0]})" if len(run.runs) > 1 else ""))
+    band = _Band(run.runs[0])
+    _plot_per_epoch(axes[0][0], run, band)
+    _plot_per_update(axes[0][1], run, band)
+    _plot_per_time(axes[0][2], run, band)
     for ax in axes[0]:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-
     if sweep is not None:
         _plot_sweep(axes[1], sweep)
     c = run.config
@@ -346,6 +293,74 @@ def plot(run: CompareRun, path: str | os.PathLike) -> None:
                  f"{run.seeds[0] if len(run.seeds) == 1 else f'{run.seeds[0]}-{run.seeds[-1]}'}, {c['device']}")
     fig.tight_layout()
     fig.savefig(path, dpi=DPI)  # the format follows the suffix (the CLI checks it is one matplotlib writes)
+
+
+FULL_C, MINI_C = "tab:blue", "tab:orange"
+
+
+class _Band:
+    """Mini-batch's per-batch training loss of the first seed, as a running min..max band over a
+    quarter epoch of updates (``lo``, ``hi`` at updates 1..``len(upd)``)."""
+
+    def __init__(self, r0: Any) -> None:
+        self.spe = max(r0.mini.steps_per_epoch[0], 1) if r0.mini.steps_per_epoch else 1
+        self.lo, self.hi = _band(r0.mini.update_losses, max(1, self.spe // 4))
+        self.upd = list(range(1, len(r0.mini.update_losses) + 1))
+
+
+def _mean_std_band(ax: Any, xs: list, mean: list[float], std: list[float], color: str) -> None:
+    ax.fill_between(xs, [a - b for a, b in zip(mean, std)], [a + b for a, b in zip(mean, std)], color=color,
+                    alpha=0.2, linewidth=0)
+
+
+def _plot_per_epoch(ax: Any, run: CompareRun, band: _Band) -> None:
+    s = run.summary
+    epochs = list(range(len(s["full-batch"]["loss"]["mean"])))
+    for m, c in (("full-batch", FULL_C), ("mini-batch", MINI_C)):
+        mean, std = s[m]["loss"]["mean"], s[m]["loss"]["std"]
+        ax.plot(epochs, mean, "o-", color=c, label=f"{m}, full-data loss" + (" (mean±std)" if len(run.seeds) > 1 else ""))
+        if len(run.seeds) > 1:
+            _mean_std_band(ax, epochs, mean, std, c)
+    ax.fill_between([u / band.spe for u in band.upd], band.lo, band.hi, color=MINI_C, alpha=0.2, linewidth=0,
+                    label="mini-batch, per-batch loss")
+    ax.set(xlabel="epoch (passes over the data)", ylabel="loss", title="per epoch")
+
+
+def _plot_per_update(ax: Any, run: CompareRun, band: _Band) -> None:
+    """The full-data loss after every update, both methods (mean ± std over seeds with --repeats)."""
+    k = len(run.runs)
+    for name, pick, c in (("full-batch", lambda r: r.full_equal_updates, FULL_C), ("mini-batch", lambda r: r.mini, MINI_C)):
+        paths = [[pick(r).epoch_loss[0], *pick(r).update_full_losses] for r in run.runs]
+        mean = [statistics.fmean(col) for col in zip(*paths)]
+        ax.plot(range(len(mean)), mean, "-", color=c, label=f"{name}, full-data loss after each update")
+        if k > 1:
+            _mean_std_band(ax, list(range(len(mean))), mean, [statistics.pstdev(col) for col in zip(*paths)], c)
+    ax.fill_between(band.upd, band.lo, band.hi, color=MINI_C, alpha=0.15, linewidth=0,
+                    label=f"mini-batch, per-batch loss (seed {run.seeds[0]})")
+    ax.set(xlabel="updates (optimizer steps)", ylabel="full-data loss",
+           title="per update" + (f" (mean ± std over {k} seeds)" if k > 1 else f" (seed {run.seeds[0]})"))
+
+
+def _plot_per_time(ax: Any, run: CompareRun, band: _Band) -> None:
+    r0 = run.runs[0]
+    ft = r0.full_equal_time
+    if ft is not None:
+        ax.plot([0.0, *(1e3 * t for t in ft.epoch_time)], ft.epoch_loss, "-", color=FULL_C,
+                label=f"full-batch, {ft.total_steps} updates")
+    ax.plot([0.0, *(1e3 * t for t in r0.full.epoch_time)], r0.full.epoch_loss, "o", color=FULL_C,
+            label="full-batch, its epochs")
+    times = [0.0, *r0.mini.epoch_time]
+    ut = []
+    for e, n_steps in enumerate(r0.mini.steps_per_epoch):  # updates spread evenly within their epoch
+        ut += [1e3 * (times[e] + (times[e + 1] - times[e]) * (i + 1) / n_steps) for i in range(n_steps)]
+    ax.fill_between(ut, band.lo, band.hi, color=MINI_C, alpha=0.2, linewidth=0, label="mini-batch, per-batch loss")
+    if len(r0.mini.update_full_losses) == len(ut):
+        ax.plot([0.0, *ut], [r0.mini.epoch_loss[0], *r0.mini.update_full_losses], "-", color=MINI_C,
+                label="mini-batch, full-data loss after each update")
+    ax.plot([1e3 * t for t in times], r0.mini.epoch_loss, "s", color=MINI_C, label="mini-batch, its epochs")
+    ax.axvline(1e3 * r0.mini.wall_time, color="grey", linestyle=":", linewidth=1)
+    ax.set(xlabel="training wall time (ms, evaluation excluded)", ylabel="full-data loss",
+           title="per second of training" + (f" (seed {run.seeds[0]})" if len(run.runs) > 1 else ""))
 
 
 def _plot_sweep(axes: Any, sweep: Sweep) -> None:
