@@ -9,8 +9,11 @@ all that it is a drop-in replacement: the same batches as DataLoader for the sam
 from __future__ import annotations
 
 import json
+import re
 import warnings
+from collections import namedtuple
 
+import numpy as np
 import pytest
 import torch
 from hypothesis import example, given
@@ -25,7 +28,9 @@ from torch.utils.data import (
     WeightedRandomSampler,
 )
 
+import batchfeed.loader
 from batchfeed import PairDataset, TensorLoader
+from batchfeed.loader import STATE_FORMAT
 from batchfeed.throughput import make_data, measure_epochs
 
 from spec.helpers import (
@@ -105,6 +110,83 @@ def test_a_one_tensor_dataset_yields_one_tensor_lists_as_dataloader_does(batch_s
         assert_same_epochs(got, expected, context=f"one tensor, {kw}, chunk_bytes={chunk}")
 
 
+@pytest.mark.parametrize(("n", "batch_size", "drop_last"), [(10, 3, False), (10, 3, True), (9, 3, False), (5, 8, False),
+                                                       (5, 8, True)])
+def test_the_generator_is_drawn_at_dataloaders_moments(n, batch_size, drop_last):
+    """After iter() and after every batch, the generator is in DataLoader's state: the same draws at the same moments.
+
+    DataLoader exhausts its RandomSampler (and draws the sampler's discarded tail) while
+    building a partial last batch, but only when asked for one more batch otherwise.
+    """
+    ds = IndexedDataset(n)
+    g_dl, g_tl = torch.Generator().manual_seed(n), torch.Generator().manual_seed(n)
+    kw = dict(batch_size=batch_size, drop_last=drop_last, shuffle=True)
+    dl, tl = DataLoader(ds, generator=g_dl, **kw), TensorLoader(ds, generator=g_tl, **kw)
+    for epoch in range(2):
+        it_dl, it_tl = iter(dl), iter(tl)
+        for step in range(len(dl) + 1):
+            assert torch.equal(g_tl.get_state(), g_dl.get_state()), f"epoch {epoch}, before batch {step} [{kw}, n={n}]"
+            b_dl, b_tl = next(it_dl, None), next(it_tl, None)
+            assert (b_dl is None) == (b_tl is None)
+        assert torch.equal(g_tl.get_state(), g_dl.get_state()), f"epoch {epoch}, after StopIteration [{kw}, n={n}]"
+
+
+@pytest.mark.parametrize("n", [2**16 + 2, 2**17 + 2])
+def test_the_generator_follows_dataloader_for_datasets_beyond_one_draw_buffer(n):
+    """n - 1 > 2**16 discarded draws (replayed in several rounds): the same order and generator state as DataLoader."""
+    g_dl, g_tl = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
+    expected = [b.tolist() for b in DataLoader(range(n), batch_size=8192, shuffle=True, generator=g_dl)]
+    got = [b[0].tolist() for b in TensorLoader((torch.arange(n),), batch_size=8192, shuffle=True, generator=g_tl)]
+    assert got == expected
+    assert torch.equal(g_tl.get_state(), g_dl.get_state()), f"generator states differ after one epoch of n={n}"
+
+
+def test_without_the_fast_replay_the_generator_still_follows_dataloader(monkeypatch):
+    """Where replaying randperm's draws does not match this torch (checked at run time), randperm itself is drawn: the same states."""
+    monkeypatch.setattr(batchfeed.loader, "_skip_matches_randperm", lambda: False)
+    ds = IndexedDataset(23)
+    g_dl, g_tl = torch.Generator().manual_seed(5), torch.Generator().manual_seed(5)
+    expected = _epochs(DataLoader(ds, batch_size=5, shuffle=True, generator=g_dl), 2)
+    got = _epochs(TensorLoader(ds, batch_size=5, shuffle=True, generator=g_tl), 2)
+    assert_same_epochs(got, expected, context="randperm fallback")
+    assert torch.equal(g_tl.get_state(), g_dl.get_state())
+
+
+class _NoLenSampler(torch.utils.data.Sampler):
+    """A sampler without ``__len__``: DataLoader iterates it all the same."""
+
+    def __init__(self, order: list[int]) -> None:
+        self.order = order
+
+    def __iter__(self):
+        return iter(self.order)
+
+
+class _NumpyShuffled(torch.utils.data.Sampler):
+    """A sampler whose ``generator`` is numpy's, not torch's."""
+
+    def __init__(self, n: int, seed: int) -> None:
+        self.n, self.generator = n, np.random.default_rng(seed)
+
+    def __iter__(self):
+        return iter(self.generator.permutation(self.n).tolist())
+
+    def __len__(self) -> int:
+        return self.n
+
+
+@pytest.mark.parametrize("batch_size", [3, None])
+def test_a_sampler_without_len_or_with_a_numpy_generator_is_served_as_dataloader_serves_it(batch_size):
+    """A sampler without __len__, or whose `generator` attribute is not a torch.Generator: DataLoader's batches; the state is JSON."""
+    ds = IndexedDataset(10)
+    for make in (lambda: _NoLenSampler([4, 1, 7, 0, 9]), lambda: _NumpyShuffled(10, seed=1)):
+        expected = _epochs(DataLoader(ds, sampler=make(), batch_size=batch_size, generator=torch.Generator()), 2)
+        loader = TensorLoader(ds, sampler=make(), batch_size=batch_size, generator=torch.Generator())
+        assert_same_epochs(_epochs(loader, 2), expected, context=f"{type(loader.sampler).__name__}")
+        state = json.loads(json.dumps(loader.state_dict()))
+        assert state["sampler_generator_state"] is None  # only a torch.Generator's state is saved
+
+
 @given(n=st.integers(0, 500), batch_size=st.one_of(st.none(), batch_sizes), drop_last=drop_lasts)
 @example(n=0, batch_size=4, drop_last=False)
 @example(n=5, batch_size=10, drop_last=True)
@@ -173,12 +255,33 @@ def test_a_users_sampler_is_gathered_by_its_indices_as_dataloader_does(kind):
     assert_same_epochs(got, expected, context=kind)
 
 
-@pytest.mark.parametrize("indices", [[0, 20], [-21], [7, 99]], ids=repr)
+@pytest.mark.parametrize("indices", [[0, 20], [-21], [7, 99], [-21, 3], [-20, 25]], ids=repr)
 def test_a_sampler_index_out_of_range_raises_index_error_naming_it(indices):
-    """An index outside [-n, n) from a batch_sampler raises IndexError naming the index and the length."""
+    """An index outside [-n, n) from a batch_sampler raises IndexError naming that index (-n is in range) and the length."""
     bad = next(i for i in indices if not -20 <= i < 20)
     with pytest.raises(IndexError, match=rf"index {bad} out of range for dataset of length 20"):
         list(TensorLoader(IndexedDataset(20), batch_sampler=[indices], generator=torch.Generator()))
+
+
+@pytest.mark.parametrize("batch", [[0.0, 1.0], [True, False], [[0, 1]], torch.tensor([1j]), torch.tensor([[0, 1]])],
+                         ids=["floats", "bools", "2-d", "complex", "2-d-tensor"])
+def test_a_batch_sampler_batch_that_is_not_integer_indices_is_refused_naming_it(batch):
+    """A batch_sampler batch of floats, bools (a mask), complex numbers or a 2-D index raises TypeError showing the batch."""
+    loader = TensorLoader(IndexedDataset(5), batch_sampler=[[0], batch], generator=torch.Generator())
+    match = rf"^batch_sampler gave {re.escape(repr(batch))}; each batch must be a 1-d sequence of integer indices$"
+    with pytest.raises(TypeError, match=match):
+        list(loader)
+
+
+def test_an_empty_batch_from_a_batch_sampler_is_a_batch_of_no_samples():
+    """An empty batch from a batch_sampler gives tensors of 0 samples with the dataset's dtypes and sample shapes.
+
+    (DataLoader's default_collate fails on an empty batch with IndexError.)
+    """
+    ds = IndexedDataset(5)
+    (xb, yb), (x1, y1) = TensorLoader(ds, batch_sampler=[[], [1]], generator=torch.Generator())
+    assert xb.shape == (0, 3) and xb.dtype == ds.X.dtype and yb.shape == (0,) and yb.dtype == ds.y.dtype
+    assert torch.equal(x1, ds.X[[1]]) and torch.equal(y1, ds.y[[1]])
 
 
 @pytest.mark.parametrize("batch_size", [None, 3])
@@ -257,6 +360,40 @@ def test_batches_are_fresh_memory_not_views_of_the_dataset(shuffle):
     assert torch.equal(X, X0) and torch.equal(y, torch.arange(20)), "an in-place write to a batch reached the dataset"
 
 
+@pytest.mark.parametrize("shuffle", [False, True])
+def test_batches_of_a_non_contiguous_dataset_are_contiguous_as_dataloaders(shuffle):
+    """A dataset tensor with other strides (a transposed view): batches are contiguous, as DataLoader's stacked ones."""
+    X = torch.arange(60.0).reshape(3, 20).t()  # (20, 3), column-major
+    expected = _epochs(DataLoader(TensorDataset(X), batch_size=6, shuffle=shuffle, generator=torch.Generator().manual_seed(0)), 1)
+    got = _epochs(TensorLoader((X,), batch_size=6, shuffle=shuffle, generator=torch.Generator().manual_seed(0)), 1)
+    assert_same_epochs(got, expected, context=f"transposed X, shuffle={shuffle}")
+    for (xb,) in TensorLoader((X,), batch_size=6, shuffle=shuffle, generator=torch.Generator().manual_seed(0)):
+        assert xb.is_contiguous(), f"a batch with strides {xb.stride()}"
+
+
+def _row_bytes(tensors) -> int:
+    return sum(t[0].numel() * t.element_size() for t in tensors)
+
+
+@pytest.mark.parametrize(("tensors", "batch_size", "chunk"), [
+    pytest.param((torch.zeros(10_000, 256), torch.zeros(10_000, dtype=torch.int64)), 1000, None, id="default-8MiB"),
+    pytest.param((torch.zeros(500, 3), torch.zeros(500, dtype=torch.int64)), 4, 1000, id="1000-bytes"),
+    pytest.param((torch.zeros(1000, dtype=torch.uint8),), 4, 100, id="one-byte-rows"),
+    pytest.param((torch.zeros(50, 3), torch.zeros(50, dtype=torch.int64)), 3, 1, id="one-batch-per-chunk"),
+])
+@pytest.mark.parametrize("shuffle", [False, True])
+def test_a_kept_batch_holds_about_chunk_bytes_of_memory(tensors, batch_size, chunk, shuffle):
+    """A batch is a view into its chunk: keeping it keeps at most chunk_bytes (default 8 MiB on CPU) or one batch alive, and a chunk is not much smaller."""
+    row = _row_bytes(tensors)
+    budget = chunk or 8 << 20
+    loader = TensorLoader(tensors, batch_size=batch_size, shuffle=shuffle, chunk_bytes=chunk,
+                          generator=torch.Generator().manual_seed(0))
+    held = [sum(t.untyped_storage().nbytes() for t in batch) for batch in loader]
+    assert max(held) <= max(budget, batch_size * row), f"a batch holds {max(held)} bytes, chunk_bytes={budget}"
+    n = tensors[0].shape[0]
+    assert held[0] >= min(n * row, budget - batch_size * row), f"the first chunk holds only {held[0]} bytes of {budget}"
+
+
 # --- what it serves and what it refuses ---------------------------------------------------------
 
 def test_a_tuple_of_tensors_is_served_as_a_tensor_dataset():
@@ -291,25 +428,47 @@ class _OwnGetitems(PairDataset):
         return [self[i] for i in reversed(indices)]
 
 
-@pytest.mark.parametrize("make", [
-    pytest.param(lambda: DictDataset(10), id="dict-samples"),
-    pytest.param(lambda: TutorialDataset(torch.zeros(10, 3), torch.zeros(10)), id="plain-map-style"),
-    pytest.param(lambda: _OwnGetitem(torch.zeros(10, 3)), id="TensorDataset-with-own-getitem"),
-    pytest.param(lambda: _OwnPairGetitem(torch.zeros(10, 3), torch.zeros(10)), id="PairDataset-with-own-getitem"),
-    pytest.param(lambda: _OwnGetitems(torch.zeros(10, 3), torch.zeros(10)), id="PairDataset-with-own-getitems"),
-    pytest.param(lambda: [(torch.zeros(3), 0)] * 10, id="list-of-pairs"),
-    pytest.param(lambda: (torch.zeros(10, 3), [0] * 10), id="tuple-with-a-list"),
+class _OwnLen(TensorDataset):
+    def __len__(self):
+        return 3
+
+
+_Pair = namedtuple("_Pair", ["X", "y"])
+_OVERRIDES = r"\(it overrides __getitem__, __getitems__ or __len__, which TensorLoader would bypass\)"
+_NOT_TENSORS = r"\(it is not tensor-backed\)"
+
+
+@pytest.mark.parametrize(("make", "why"), [
+    pytest.param(lambda: DictDataset(10), _NOT_TENSORS, id="dict-samples"),
+    pytest.param(lambda: TutorialDataset(torch.zeros(10, 3), torch.zeros(10)), _NOT_TENSORS, id="plain-map-style"),
+    pytest.param(lambda: _OwnGetitem(torch.zeros(10, 3)), _OVERRIDES, id="TensorDataset-with-own-getitem"),
+    pytest.param(lambda: _OwnLen(torch.zeros(10, 3)), _OVERRIDES, id="TensorDataset-with-own-len"),
+    pytest.param(lambda: _OwnPairGetitem(torch.zeros(10, 3), torch.zeros(10)), _OVERRIDES, id="PairDataset-with-own-getitem"),
+    pytest.param(lambda: _OwnGetitems(torch.zeros(10, 3), torch.zeros(10)), _OVERRIDES, id="PairDataset-with-own-getitems"),
+    pytest.param(lambda: [(torch.zeros(3), 0)] * 10, _NOT_TENSORS, id="list-of-pairs"),
+    # DataLoader would index a namedtuple field by field: it is a record, not a tuple of tensors.
+    pytest.param(lambda: _Pair(torch.zeros(10, 3), torch.zeros(10)), _NOT_TENSORS, id="namedtuple-of-tensors"),
+    pytest.param(lambda: (torch.zeros(10, 3), [0] * 10), r"a tuple dataset must hold one or more tensors, got \(Tensor, list\)",
+                 id="tuple-with-a-list"),
+    pytest.param(lambda: (), r"a tuple dataset must hold one or more tensors, got \(\)", id="empty-tuple"),
 ])
-def test_a_dataset_it_cannot_serve_is_refused_with_type_error(make):
-    """A dataset that is not tensor-backed, or overrides how samples are read, is refused, pointing to DataLoader."""
-    with pytest.raises(TypeError, match=r"cannot serve (this )?dataset.*torch\.utils\.data\.DataLoader"):
-        TensorLoader(make(), batch_size=2)
+def test_a_dataset_it_cannot_serve_is_refused_with_type_error(make, why):
+    """A dataset that is not tensor-backed, or overrides how samples are read, is refused saying why, pointing to DataLoader."""
+    dataset = make()
+    with pytest.raises(TypeError) as exc:
+        TensorLoader(dataset, batch_size=2)
+    msg = str(exc.value)
+    assert msg.startswith("TensorLoader cannot serve ") and re.search(why, msg), f"the message does not say why: {msg}"
+    assert msg.endswith("; use torch.utils.data.DataLoader for other datasets"), msg
+    if why in (_OVERRIDES, _NOT_TENSORS):
+        assert msg.startswith(f"TensorLoader cannot serve dataset of type {type(dataset).__name__} "), msg
 
 
 @pytest.mark.parametrize(("kwargs", "match"), [
+    (dict(num_workers=1), r"num_workers=1.*torch\.utils\.data\.DataLoader"),
     (dict(num_workers=2), r"num_workers=2.*torch\.utils\.data\.DataLoader"),
     (dict(collate_fn=lambda b: b), r"collate_fn=.*torch\.utils\.data\.DataLoader"),
-], ids=["num_workers=2", "collate_fn"])
+], ids=["num_workers=1", "num_workers=2", "collate_fn"])
 def test_a_keyword_it_cannot_honour_is_refused_with_type_error(kwargs, match):
     """num_workers > 0 and a collate_fn raise TypeError naming the keyword and pointing to DataLoader."""
     with pytest.raises(TypeError, match=match):
@@ -338,12 +497,32 @@ INVALID = [
 
 @pytest.mark.parametrize("kwargs", INVALID)
 def test_invalid_keywords_raise_value_error_as_in_dataloader(kwargs):
-    """Every value or combination DataLoader rejects with ValueError, TensorLoader rejects with ValueError."""
+    """Every value or combination DataLoader rejects with ValueError, TensorLoader rejects with ValueError and DataLoader's message.
+
+    prefetch_factor's message starts as DataLoader's and names the values given.
+    """
     ds = IndexedDataset(10)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError) as dl:
         DataLoader(ds, **kwargs)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError) as tl:
         TensorLoader(ds, **kwargs)
+    if "prefetch_factor" in kwargs:
+        head = "prefetch_factor option could only be specified in multiprocessing"
+        assert str(dl.value).startswith(head) and str(tl.value).startswith(head), (str(dl.value), str(tl.value))
+        assert "prefetch_factor=2" in str(tl.value) and "num_workers=0" in str(tl.value), str(tl.value)
+    else:
+        assert str(tl.value) == str(dl.value)
+
+
+@pytest.mark.parametrize(("kwargs", "error", "match"), [
+    (dict(generator=0), TypeError, r"^generator must be a torch\.Generator or None, got int$"),
+    (dict(chunk_bytes=0), ValueError, r"^chunk_bytes must be a positive integer"),
+    (dict(chunk_bytes=2.5), ValueError, r"^chunk_bytes must be a positive integer"),
+], ids=["generator=0", "chunk_bytes=0", "chunk_bytes=2.5"])
+def test_its_own_keywords_are_checked_naming_them(kwargs, error, match):
+    """A generator that is not a torch.Generator, or a chunk_bytes that is not a positive int, is refused naming it."""
+    with pytest.raises(error, match=match):
+        TensorLoader(IndexedDataset(10), batch_size=2, **kwargs)
 
 
 def test_empty_dataset_with_shuffle_is_rejected_as_in_dataloader():
@@ -356,7 +535,8 @@ def test_empty_dataset_with_shuffle_is_rejected_as_in_dataloader():
 
 @pytest.mark.parametrize(("X", "y", "match"), [
     (torch.zeros(5, 2), torch.zeros(4), r"same length, got \[5, 4\]"),
-    (torch.zeros(5, 2), torch.tensor(1.0), "sample dimension"),
+    (torch.zeros(5, 2), torch.tensor(1.0),
+     r"^TensorLoader: every tensor of a tuple dataset needs a sample dimension, got a 0-d tensor$"),
 ])
 def test_a_tuple_of_tensors_of_different_lengths_is_rejected(X, y, match):
     """A tuple dataset whose tensors disagree on the number of samples raises ValueError naming the lengths."""
@@ -399,6 +579,13 @@ def test_attributes_are_dataloaders(kw):
         assert tl.sampler is dl.sampler or tl.batch_sampler is dl.batch_sampler
 
 
+def test_repr_names_size_batching_order_device_and_tensors():
+    """repr(loader) shows n, batch_size, the order, drop_last, the device and each tensor's shape and dtype."""
+    loader = TensorLoader(IndexedDataset(10), batch_size=4, shuffle=True, generator=torch.Generator())
+    assert repr(loader) == ("TensorLoader(n=10, batch_size=4, order=random, drop_last=False, device=cpu, "
+                            "tensors=[(10, 3) torch.float32, (10,) torch.int64])")
+
+
 # --- devices and pinned memory -----------------------------------------------------------------
 
 def test_device_option_moves_the_data_once(device):
@@ -429,14 +616,33 @@ def test_gpu_resident_mode_draws_the_permutation_on_the_gpu():
     assert sorted(labels) == list(range(1000)) and labels != list(range(1000))
 
 
-def test_pin_memory_without_an_accelerator_warns_as_dataloader_does():
-    """pin_memory=True with no accelerator warns with DataLoader's message and yields the same batches."""
-    if torch.accelerator.is_available():
+def _warnings_of(make):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        batches = _epochs(make(), 1)
+    return batches, caught
+
+
+@pytest.mark.parametrize("kw", [dict(), dict(pin_memory=True), dict(pin_memory_device="cuda"),
+                                dict(pin_memory=True, pin_memory_device="cuda")], ids=repr)
+def test_it_warns_as_dataloader_does_pointing_at_the_callers_line(kw):
+    """No warning by default; the pin_memory warnings are DataLoader's, each once per epoch."""
+    if torch.accelerator.is_available() and kw.get("pin_memory"):
         pytest.skip("an accelerator is present: pinning really happens (see the cuda test)")
     ds = IndexedDataset(10)
-    with pytest.warns(UserWarning, match="no accelerator is found"):
-        got = _epochs(TensorLoader(ds, batch_size=3, pin_memory=True, generator=torch.Generator()), 1)
-    assert_same_epochs(got, _epochs(TensorLoader(ds, batch_size=3, generator=torch.Generator()), 1), context="pin_memory=True")
+    expected, dl_warnings = _warnings_of(lambda: DataLoader(ds, batch_size=3, generator=torch.Generator(), **kw))
+    got, tl_warnings = _warnings_of(lambda: TensorLoader(ds, batch_size=3, generator=torch.Generator(), **kw))
+    assert [(w.category, str(w.message)) for w in tl_warnings] == [(w.category, str(w.message)) for w in dl_warnings]
+    assert_same_epochs(got, expected, context=f"{kw}")
+
+
+def test_pin_memory_warnings_point_at_the_line_that_iterates():
+    """The pin_memory warnings name the user's line that starts the epoch, not TensorLoader's code."""
+    if torch.accelerator.is_available():
+        pytest.skip("an accelerator is present: pinning really happens (see the cuda test)")
+    _, caught = _warnings_of(lambda: TensorLoader(IndexedDataset(10), batch_size=3, pin_memory=True,
+                                                 pin_memory_device="cuda", generator=torch.Generator()))
+    assert len(caught) == 2 and all(w.filename == __file__ for w in caught), [(w.filename, w.lineno) for w in caught]
 
 
 @pytest.mark.cuda
@@ -607,12 +813,14 @@ def test_state_dict_fast_forwards_a_users_sampler(kind):
 
 
 @pytest.mark.parametrize(("change", "match"), [
+    (dict(n=11, batch_size=4),
+     r"^state_dict was saved by a different loader: n=10 in the state but 11 here, batch_size=3 in the state but 4 here$"),
     (dict(n=11), r"n=10 in the state but 11 here"),
     (dict(batch_size=4), r"batch_size=3 in the state but 4 here"),
     (dict(drop_last=True), r"drop_last=False in the state but True here"),
     (dict(shuffle=False), r"order='random' in the state but 'sequential' here"),
     (dict(generator=None), r"generator"),
-], ids=["n", "batch_size", "drop_last", "order", "generator"])
+], ids=["n-and-batch_size", "n", "batch_size", "drop_last", "order", "generator"])
 def test_load_state_dict_rejects_a_state_from_another_loader(change, match):
     """A state saved by a loader with another length, batch size, drop_last, order or generator setup raises ValueError."""
     base = dict(n=10, batch_size=3, drop_last=False, shuffle=True, generator=torch.Generator().manual_seed(0))
@@ -623,11 +831,59 @@ def test_load_state_dict_rejects_a_state_from_another_loader(change, match):
         other.load_state_dict(state)
 
 
-@pytest.mark.parametrize("state", [{}, {"format": "something else"}, [1, 2]], ids=["empty", "other-format", "list"])
-def test_load_state_dict_rejects_what_is_not_a_state(state):
-    """Anything that is not a TensorLoader state raises ValueError naming the expected format."""
-    with pytest.raises(ValueError, match="not a TensorLoader state_dict"):
+@pytest.mark.parametrize(("state", "got"), [({}, None), ({"format": "something else"}, "something else"), ([1, 2], "list")],
+                         ids=["empty", "other-format", "list"])
+def test_load_state_dict_rejects_what_is_not_a_state(state, got):
+    """Anything that is not a TensorLoader state raises ValueError naming the expected format and what it got."""
+    match = rf"^not a TensorLoader state_dict: expected format {re.escape(repr(STATE_FORMAT))}, got {re.escape(repr(got))}$"
+    with pytest.raises(ValueError, match=match):
         TensorLoader(IndexedDataset(5), batch_size=2).load_state_dict(state)
+
+
+@pytest.mark.parametrize("saved_with", [True, False], ids=["saved-with", "saved-without"])
+def test_load_state_dict_names_a_generator_the_loaders_disagree_on(saved_with):
+    """A state from a loader with (without) a generator, loaded where there is none (one), raises ValueError saying which."""
+    def make(with_generator):
+        return TensorLoader(IndexedDataset(10), batch_size=3, generator=torch.Generator() if with_generator else None)
+
+    had, has = ("had", "no generator") if saved_with else ("had no", "a generator")
+    with pytest.raises(ValueError, match=rf"^state_dict generator: the saved loader {had} generator, this loader has {has}$"):
+        make(not saved_with).load_state_dict(make(saved_with).state_dict())
+
+    def with_sampler(own):
+        g = torch.Generator()
+        return TensorLoader(IndexedDataset(10), batch_size=3, generator=g,
+                            sampler=RandomSampler(range(10), generator=torch.Generator() if own else g))
+
+    match = rf"^state_dict sampler generator: the saved loader {had} sampler generator, this loader has {has}$"
+    with pytest.raises(ValueError, match=match):
+        with_sampler(not saved_with).load_state_dict(with_sampler(saved_with).state_dict())
+
+
+def test_state_dict_right_after_load_state_dict_is_the_loaded_state():
+    """A loader that loaded a state and has not been iterated gives that state back (a checkpoint taken straight after resuming)."""
+    loader = TensorLoader(IndexedDataset(10), batch_size=3, shuffle=True, generator=torch.Generator().manual_seed(1))
+    it = iter(loader)
+    next(it)
+    state = json.loads(json.dumps(loader.state_dict()))
+    resumed = TensorLoader(IndexedDataset(10), batch_size=3, shuffle=True, generator=torch.Generator())
+    resumed.load_state_dict(state)
+    assert json.loads(json.dumps(resumed.state_dict())) == state
+
+
+def test_the_state_counts_the_epochs_started():
+    """state_dict()['epochs_started'] counts the epochs begun, a resumed one once, across a resume."""
+    loader = TensorLoader(IndexedDataset(10), batch_size=3, shuffle=True, generator=torch.Generator().manual_seed(1))
+    assert loader.state_dict()["epochs_started"] == 0
+    list(loader)
+    it = iter(loader)
+    next(it)
+    assert loader.state_dict()["epochs_started"] == 2
+    resumed = TensorLoader(IndexedDataset(10), batch_size=3, shuffle=True, generator=torch.Generator())
+    resumed.load_state_dict(loader.state_dict())
+    list(resumed)  # the rest of epoch 2
+    list(resumed)  # epoch 3
+    assert resumed.state_dict()["epochs_started"] == 3
 
 
 def _run_resuming(make, stops, epochs: int = 3) -> list[list]:
@@ -636,7 +892,8 @@ def _run_resuming(make, stops, epochs: int = 3) -> list[list]:
     A stop ``(e, k)`` is in epoch ``e`` after ``k`` batches, the iterator open; ``(e, None)``
     after epoch ``e``'s iterator raised StopIteration. There the state goes through JSON
     into a fresh ``make(1)``, ``make(2)``, ...: built with other seeds, so only the loaded
-    state can give the uninterrupted run.
+    state can give the uninterrupted run. Two equal stops in a row save again straight
+    after the load, before any ``iter()``.
     """
     out: list[list] = [[] for _ in range(epochs)]
     loader, pending, made = make(0), list(stops), 0
@@ -650,12 +907,13 @@ def _run_resuming(make, stops, epochs: int = 3) -> list[list]:
         pending.pop(0)
 
     for e in range(epochs):
-        it, k = iter(loader), 0
+        it, k = None, 0
         while True:
             if pending and pending[0] == (e, k):
                 resume()
-                it = iter(loader)
+                it = None
                 continue
+            it = it or iter(loader)
             batch = next(it, None)
             if batch is None:
                 break
@@ -668,7 +926,7 @@ def _run_resuming(make, stops, epochs: int = 3) -> list[list]:
 
 
 def _resume_configs():
-    """Loaders whose every generator is seeded by ``k``: 11 samples, one by one or in batches of 3."""
+    """Loaders whose every generator is seeded by ``k`` (None: torch's global RNG, seeded by the test)."""
     def gen(k):
         return torch.Generator().manual_seed(1000 + k)
 
@@ -676,6 +934,8 @@ def _resume_configs():
         "unbatched-in-order": lambda k: TensorLoader(IndexedDataset(11), batch_size=None, generator=gen(k)),
         "unbatched-shuffled": lambda k: TensorLoader(IndexedDataset(11), batch_size=None, shuffle=True, generator=gen(k)),
         "batched-shuffled": lambda k: TensorLoader(IndexedDataset(11), batch_size=3, shuffle=True, generator=gen(k)),
+        "one-partial-batch": lambda k: TensorLoader(IndexedDataset(5), batch_size=8, shuffle=True, generator=gen(k)),
+        "global-rng": lambda k: TensorLoader(IndexedDataset(11), batch_size=3, shuffle=True),
         "sampler-own-generator": lambda k: TensorLoader(
             IndexedDataset(11), batch_size=3, sampler=RandomSampler(range(11), generator=gen(50 + k)), generator=gen(k)),
         "unbatched-sampler-own-generator": lambda k: TensorLoader(
@@ -684,20 +944,58 @@ def _resume_configs():
     }
 
 
+def _with_global_seed(run):
+    saved = torch.random.get_rng_state()
+    try:
+        torch.manual_seed(7)
+        return run()
+    finally:
+        torch.random.set_rng_state(saved)
+
+
+RESUME_CONFIGS = [pytest.param(c, marks=[pytest.mark.uses_global_rng] if c == "global-rng" else [])
+                  for c in _resume_configs()]
+
+
 @pytest.mark.parametrize("stops", [
-    pytest.param([(0, 2)], id="mid-epoch"),
-    pytest.param([(0, 4)], id="after-the-last-batch-unfinished"),
+    pytest.param([(0, 1)], id="mid-epoch"),
+    pytest.param([(0, 0)], id="before-the-first-batch"),
     pytest.param([(0, None)], id="after-a-finished-epoch"),
-    pytest.param([(1, 1), (1, 3)], id="twice-in-one-epoch"),
-    pytest.param([(0, None), (1, 2)], id="finished-then-mid-epoch"),
-    pytest.param([(1, 2), (1, 2)], id="twice-without-iterating"),
+    pytest.param([(1, 2), (1, 3)], id="twice-in-one-epoch"),
+    pytest.param([(0, None), (1, 1)], id="finished-then-mid-epoch"),
+    pytest.param([(1, 1), (1, 1)], id="twice-without-iterating"),
 ])
-@pytest.mark.parametrize("config", list(_resume_configs()))
+@pytest.mark.parametrize("config", RESUME_CONFIGS)
 def test_resume_unbatched_or_with_a_users_sampler_gives_the_uninterrupted_run(config, stops):
-    """batch_size=None, or a user's sampler with its own generator: saved anywhere (after a finished epoch, again after a resume), the same run."""
+    """batch_size=None, a user's sampler with its own generator, no generator: saved anywhere (after a finished epoch, again after a resume), the same run."""
     make = _resume_configs()[config]
-    uninterrupted = [[b[1].tolist() for b in loader] for loader in [make(0)] for _ in range(3)]
-    assert _run_resuming(make, stops) == uninterrupted, f"{config}, resumed at {stops}"
+    length = len(make(0))
+    stops = [(e, k if k is None else min(k, length)) for e, k in stops]  # one-partial-batch has one batch per epoch
+    uninterrupted = _with_global_seed(lambda: [[b[1].tolist() for b in loader] for loader in [make(0)] for _ in range(3)])
+    assert _with_global_seed(lambda: _run_resuming(make, stops)) == uninterrupted, f"{config}, resumed at {stops}"
+
+
+@pytest.mark.parametrize("config", RESUME_CONFIGS)
+def test_a_state_saved_after_iter_of_a_resumed_loader_counts_the_batches_it_skips(config):
+    """Resumed after 2 batches (or the only one), iter() called, no next() yet: its state still counts them, and resumes there."""
+    make = _resume_configs()[config]
+    k = min(2, len(make(0)))
+
+    def run():
+        loader = make(0)
+        it = iter(loader)
+        head = [next(it)[1].tolist() for _ in range(k)]
+        resumed = make(1)
+        resumed.load_state_dict(json.loads(json.dumps(loader.state_dict())))
+        iter(resumed)
+        state = json.loads(json.dumps(resumed.state_dict()))
+        again = make(2)
+        again.load_state_dict(state)
+        return state["batches_yielded"], head + [b[1].tolist() for b in again]
+
+    yielded, got = _with_global_seed(run)
+    expected = _with_global_seed(lambda: [b[1].tolist() for b in make(0)])
+    assert yielded == k and got == expected
 
 
 # --- claim C13 ----------------------------------------------------------------------------------

@@ -25,6 +25,7 @@ from batchfeed import (
     train_full_batch,
     train_minibatch,
 )
+from batchfeed.training import full_batch_gradient
 
 
 def _tutorial_loop(model, batches_per_epoch, *, epochs, lr, loss_fn=None) -> list[float]:
@@ -139,12 +140,16 @@ def test_train_full_batch_is_the_tutorials_loop_with_its_defaults():
     assert_same_weights(got, expected, context="train_full_batch defaults vs the tutorial's loop")
 
 
-def test_a_given_loss_fn_is_trained_on_and_reported():
+@pytest.mark.parametrize("method", ["mini-batch", "full-batch"])
+def test_a_given_loss_fn_is_trained_on_and_reported(method):
     """loss_fn=...: the updates follow that loss and History's losses are that loss, evaluations included."""
     X, y = make_seed_data(40, 3, seed=5)
     loss_fn = nn.CrossEntropyLoss(label_smoothing=0.3)
-    batches = _batches(X, y, 16)
-    hist = train_minibatch(got := make_model(seed=5), batches, X, y, epochs=2, lr=0.5, loss_fn=loss_fn)
+    batches = _batches(X, y, 16) if method == "mini-batch" else [(X, y)]
+    if method == "mini-batch":
+        hist = train_minibatch(got := make_model(seed=5), batches, X, y, epochs=2, lr=0.5, loss_fn=loss_fn)
+    else:
+        hist = train_full_batch(got := make_model(seed=5), X, y, epochs=2, lr=0.5, loss_fn=loss_fn)
     losses = _tutorial_loop(expected := make_model(seed=5), batches, epochs=2, lr=0.5, loss_fn=loss_fn)
     assert hist.update_losses == pytest.approx(losses, rel=1e-6)
     assert_same_weights(got, expected, context="label-smoothed loss")
@@ -165,12 +170,16 @@ def test_training_runs_in_train_mode_whatever_mode_the_model_came_in():
 
 
 def test_on_epoch_sees_the_history_after_each_epoch():
-    """on_epoch is called once per epoch, after that epoch's evaluation, with the History so far."""
+    """on_epoch is called once per epoch, after that epoch's evaluation, with the History so far (both loops)."""
     X, y = make_seed_data(24, 3, seed=7)
     seen = []
     hist = train_minibatch(make_model(seed=7), _batches(X, y, 10), X, y, epochs=3,
                            on_epoch=lambda h: seen.append((h.epochs, len(h.epoch_loss), h.total_steps)))
     assert seen == [(1, 2, 3), (2, 3, 6), (3, 4, 9)]
+    full = []
+    train_full_batch(make_model(seed=7), X, y, epochs=2, steps_per_epoch=2,
+                     on_epoch=lambda h: full.append((h.method, h.epochs, h.total_steps)))
+    assert full == [("full-batch", 1, 2), ("full-batch", 2, 4)]
     assert hist.total_steps == 9 and hist.final_loss == hist.epoch_loss[-1]
     assert hist.to_dict()["steps_per_epoch"] == [3, 3, 3] and hist.to_dict()["method"] == "mini-batch"
 
@@ -200,6 +209,14 @@ def test_bad_epochs_are_rejected(epochs):
     X, y = make_seed_data(10)
     with pytest.raises(ValueError, match=rf"epochs must be a non-negative integer, got {epochs!r}"):
         train_full_batch(make_model(), X, y, epochs=epochs)
+
+
+@pytest.mark.parametrize("steps", [0, -1, 1.5])
+def test_bad_steps_per_epoch_is_rejected(steps):
+    """train_full_batch(steps_per_epoch=...) must be a positive int: ValueError naming it."""
+    X, y = make_seed_data(10)
+    with pytest.raises(ValueError, match=r"^steps_per_epoch must be a positive integer"):
+        train_full_batch(make_model(), X, y, steps_per_epoch=steps)
 
 
 def test_a_model_without_parameters_is_refused():
@@ -394,3 +411,50 @@ def test_train_needs_epochs_or_a_budget():
 
     with pytest.raises(ValueError, match="epochs, a budget"):
         train(make_model(), [])
+
+
+# --- full_batch_gradient (its accuracy and memory: test_memory.py) ----------------------------------
+
+class _WithUnused(nn.Module):
+    """The tutorial's model plus a parameter the loss never reaches."""
+
+    def __init__(self, seed: int) -> None:
+        super().__init__()
+        self.net = make_model(3, 2, seed=seed)
+        self.unused = nn.Parameter(torch.ones(4))
+
+    def forward(self, x):
+        return self.net(x)
+
+
+def test_full_batch_gradient_takes_a_plain_loss_function_as_a_mean():
+    """A loss function without a `reduction` (F.cross_entropy) is taken as averaging: the full-batch gradient."""
+    X, y = make_seed_data(30, 3, seed=15)
+    model = make_model(seed=15)
+    model.zero_grad()
+    nn.functional.cross_entropy(model(X), y).backward()
+    true = [p.grad.clone() for p in model.parameters()]
+    got = full_batch_gradient(model, nn.functional.cross_entropy, _batches(X, y, 7))
+    for g, t in zip(got, true):
+        torch.testing.assert_close(g, t, rtol=1e-5, atol=1e-7)
+
+
+def test_full_batch_gradient_of_a_parameter_the_loss_does_not_reach_is_zero():
+    """A parameter with requires_grad that the loss never reaches gets a zero gradient, in .grad and in the result."""
+    X, y = make_seed_data(20, 3, seed=16)
+    model = _WithUnused(seed=16)
+    grads = full_batch_gradient(model, nn.CrossEntropyLoss(), _batches(X, y, 8))
+    k = next(i for i, p in enumerate(model.parameters()) if p is model.unused)  # in model.parameters() order
+    assert len(grads) == 3 and grads[k] is model.unused.grad
+    assert torch.equal(model.unused.grad, torch.zeros(4))
+
+
+@pytest.mark.parametrize(("loss", "batches", "match"), [
+    (nn.CrossEntropyLoss(reduction="none"), [(torch.zeros(2, 3), torch.zeros(2, dtype=torch.long))],
+     r"^full_batch_gradient needs a loss with reduction 'mean' or 'sum', got 'none'$"),
+    (nn.CrossEntropyLoss(), [], r"^full_batch_gradient: loader yielded no samples$"),
+], ids=["reduction-none", "empty-loader"])
+def test_full_batch_gradient_says_why_it_cannot_weight(loss, batches, match):
+    """A per-sample loss or a loader with no samples raises ValueError saying which."""
+    with pytest.raises(ValueError, match=match):
+        full_batch_gradient(make_model(3, 2), loss, batches)

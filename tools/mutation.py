@@ -8,8 +8,8 @@ MODULE is one of loader, datasets, training, claims (``src/batchfeed/MODULE.py``
 Each module is mutated alone and tested with the spec files that specify it (TARGETS).
 The run happens in a scratch copy of the project, ``out/mutation/<module>/`` (git-ignored):
 mutmut 3 writes its mutated tree to ``mutants/`` beside its config, and one config per
-module keeps the runs apart. Tests run with ``HYPOTHESIS_PROFILE=ci`` (derandomized: the
-score is reproducible), one torch thread, ``slow`` tests deselected (pyproject's addopts).
+module keeps the runs apart. Tests run with ``HYPOTHESIS_PROFILE=meta`` (PROFILE; set
+HYPOTHESIS_PROFILE to override), one torch thread, ``slow`` tests deselected (pyproject's addopts).
 
 At the end it prints, and writes to ``out/mutation/<module>/report.md``: total / killed /
 survived / equivalent mutants and the score killed / (total - equivalent), every surviving
@@ -38,11 +38,23 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 EQUIVALENTS = ROOT / "tools" / "mutation-equivalents.toml"
 TARGET_SCORE = 0.90
+#: conftest.py's profile for runs that only need to see a test fail: derandomized (the score is
+#: reproducible), 15 examples, no shrinking (a failing example is not minimised).
+PROFILE = "meta"
 
 #: module -> the spec files that specify it, and extra pytest arguments for them.
 TARGETS: dict[str, dict] = {
-    # TensorLoader: its own tests, and the loader conformance spec run against it.
-    "loader": {"tests": ["spec/test_loader.py", "spec/conformance/"], "args": ["--loader=batchfeed:TensorLoader"]},
+    # TensorLoader: its own tests, and the loader conformance spec run against it; without
+    # the three measurements that take 3-13 s each and assert little of the loader (a
+    # training run in a subprocess, the shuffling claim's 30 trainings, the C13 throughput)
+    # and one test mutmut itself breaks.
+    "loader": {"tests": ["spec/test_loader.py", "spec/conformance/"],
+               "args": ["--loader=batchfeed:TensorLoader",
+                        "--deselect=spec/conformance/test_resume.py::test_training_continued_in_a_new_process_ends_bit_identical",
+                        "--deselect=spec/conformance/test_shuffling.py::test_claim_shuffling_prevents_learning_order_patterns",
+                        "--deselect=spec/test_loader.py::test_claim_feeds_sequentially_and_efficiently",
+                        # mutmut's trampolines add stack frames: a warning's stacklevel cannot be checked
+                        "--deselect=spec/test_loader.py::test_pin_memory_warnings_point_at_the_line_that_iterates"]},
     "datasets": {"tests": ["spec/test_dataset.py"], "args": []},
     # full_batch_gradient is specified in test_memory.py, beside the memory claims (slow, left out).
     "training": {"tests": ["spec/test_training.py", "spec/test_updates.py", "spec/test_convergence.py",
@@ -89,11 +101,11 @@ def prepare(workdir: Path, module: str, target: dict) -> None:
         "pytest_add_cli_args_test_selection": tests,
         "pytest_add_cli_args": ["-p", "no:cacheprovider", *target["args"]],
         "use_git_change_detection": False,
-        # mutmut's timeout is multiplier x the tests' call time + constant; fixture setup (the
-        # 30-seed comparison of test_convergence.py) is not in the call time, and the machine
-        # is shared: a generous constant keeps slow runs from passing for hangs.
-        "timeout_multiplier": 10.0,
-        "timeout_constant": 120.0,
+        # mutmut's timeout is multiplier x the tests' call time + constant. Fixture setup (the
+        # 30-seed comparison of test_convergence.py) is not in the call time and the machine
+        # is shared, hence the constant; the timeouts are listed in the report to be checked.
+        "timeout_multiplier": 5.0,
+        "timeout_constant": 30.0,
     }
     lines = ["", "[tool.mutmut]"] + [f"{k} = {json.dumps(v)}" for k, v in config.items()]
     (workdir / "pyproject.toml").write_text((ROOT / "pyproject.toml").read_text() + "\n".join(lines) + "\n")
@@ -147,7 +159,7 @@ def report(workdir: Path, module: str, target: dict, elapsed: float) -> bool:
     out = [
         f"# Mutation score: src/batchfeed/{module}.py",
         "",
-        f"- tool: mutmut {mutmut.__version__}; HYPOTHESIS_PROFILE={os.environ.get('HYPOTHESIS_PROFILE', 'ci')}; "
+        f"- tool: mutmut {mutmut.__version__}; HYPOTHESIS_PROFILE={os.environ.get('HYPOTHESIS_PROFILE', PROFILE)}; "
         f"tests: {' '.join(target['tests'])} {' '.join(target['args'])}".rstrip(),
         f"- {datetime.date.today().isoformat()}, {platform.node()}, {os.cpu_count()} CPUs, "
         f"python {platform.python_version()}, run time {elapsed / 60:.1f} min",
@@ -190,7 +202,7 @@ def run_module(module: str, args: argparse.Namespace) -> bool:
                     shutil.copytree(src, dst, dirs_exist_ok=True)
                 else:
                     shutil.copy2(src, dst)
-        env = {**os.environ, "HYPOTHESIS_PROFILE": os.environ.get("HYPOTHESIS_PROFILE", "ci"),
+        env = {**os.environ, "HYPOTHESIS_PROFILE": os.environ.get("HYPOTHESIS_PROFILE", PROFILE),
                "OMP_NUM_THREADS": "1", "BATCHFEED_TEST_THREADS": "1"}
         env.pop("PYTHONPATH", None)  # mutmut puts the mutated src/ first on sys.path itself
         mutmut = shutil.which("mutmut") or sys.exit("mutmut not found: pip install mutmut==3.8.1")
