@@ -143,7 +143,7 @@ def test_the_generator_follows_dataloader_for_datasets_beyond_one_draw_buffer(n)
 
 def test_without_the_fast_replay_the_generator_still_follows_dataloader(monkeypatch):
     """Where replaying randperm's draws does not match this torch (checked at run time), randperm itself is drawn: the same states."""
-    monkeypatch.setattr(batchfeed.loader, "_skip_matches_randperm", lambda: False)
+    monkeypatch.setattr(batchfeed.loader.draws, "_skip_matches_randperm", lambda: False)
     ds = IndexedDataset(23)
     g_dl, g_tl = torch.Generator().manual_seed(5), torch.Generator().manual_seed(5)
     expected = _epochs(DataLoader(ds, batch_size=5, shuffle=True, generator=g_dl), 2)

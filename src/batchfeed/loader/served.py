@@ -1,0 +1,68 @@
+"""Which datasets TensorLoader serves, and the tensors (and a Subset's rows of them) behind them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch.utils.data import Subset, TensorDataset
+
+from ..datasets import PairDataset
+
+_USE_DATALOADER = "use torch.utils.data.DataLoader"
+
+
+def _same_method(cls: type, base: type, name: str) -> bool:
+    return getattr(cls, name, None) is getattr(base, name, None)
+
+
+def _dataset_tensors(dataset: Any) -> tuple[torch.Tensor, ...]:
+    """The tensors behind ``dataset``, if TensorLoader can serve it without ``__getitem__``."""
+    if isinstance(dataset, tuple) and not hasattr(dataset, "_fields"):
+        if not dataset or not all(isinstance(t, torch.Tensor) for t in dataset):
+            raise TypeError(
+                "TensorLoader cannot serve this dataset: a tuple dataset must hold one or more tensors, got "
+                f"({', '.join(type(t).__name__ for t in dataset)}); {_USE_DATALOADER} for other datasets"
+            )
+        if any(t.dim() == 0 for t in dataset):
+            raise ValueError("TensorLoader: every tensor of a tuple dataset needs a sample dimension, got a 0-d tensor")
+        sizes = [t.shape[0] for t in dataset]
+        if len(set(sizes)) != 1:
+            raise ValueError(f"TensorLoader: the tensors of a tuple dataset must have the same length, got {sizes}")
+        return tuple(dataset)
+    cls = type(dataset)
+    methods = ("__getitem__", "__getitems__", "__len__")
+    if isinstance(dataset, PairDataset) and all(_same_method(cls, PairDataset, m) for m in methods):
+        return (dataset.X, dataset.y)
+    if isinstance(dataset, TensorDataset) and all(_same_method(cls, TensorDataset, m) for m in methods):
+        return tuple(dataset.tensors)
+    why = ("it overrides __getitem__, __getitems__ or __len__, which TensorLoader would bypass"
+           if isinstance(dataset, (PairDataset, TensorDataset, Subset)) else "it is not tensor-backed")
+    raise TypeError(
+        f"TensorLoader cannot serve dataset of type {cls.__name__} ({why}): it serves PairDataset, "
+        f"TensorDataset, tuples of tensors and Subsets of them (random_split); {_USE_DATALOADER} for other datasets"
+    )
+
+
+def _served(dataset: Any) -> tuple[tuple[torch.Tensor, ...], torch.Tensor | None]:
+    """``(tensors, rows)``: the tensors behind ``dataset`` and, for a ``Subset`` (``random_split``'s
+    parts, nested or not), the rows of them it holds, in its order; ``rows`` is None otherwise.
+
+    A subset is an index map: the loader gathers ``rows[i]`` where DataLoader would call
+    ``subset[i] = base[rows[i]]``, so the batches are the same, and nothing is copied.
+    """
+    cls = type(dataset)
+    if isinstance(dataset, Subset) and all(_same_method(cls, Subset, m) for m in ("__getitem__", "__getitems__", "__len__")):
+        tensors, inner = _served(dataset.dataset)
+        n = int(tensors[0].shape[0]) if inner is None else int(inner.numel())
+        try:
+            rows = torch.as_tensor(list(dataset.indices) if not isinstance(dataset.indices, torch.Tensor)
+                                   else dataset.indices.cpu(), dtype=torch.int64).reshape(-1)
+        except (TypeError, ValueError, RuntimeError) as exc:
+            raise TypeError(f"TensorLoader: Subset.indices must be integers, got {dataset.indices!r}") from exc
+        if rows.numel() and (int(rows.min()) < -n or int(rows.max()) >= n):
+            bad = int(rows.min()) if int(rows.min()) < -n else int(rows.max())
+            raise IndexError(f"TensorLoader: Subset index {bad} out of range for its dataset of length {n}")
+        rows = torch.where(rows < 0, rows + n, rows)
+        return tensors, (rows if inner is None else inner[rows])
+    return _dataset_tensors(dataset), None
