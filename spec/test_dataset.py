@@ -250,3 +250,39 @@ def test_claim_any_sample_by_index(claim_figures):
     claim_figures.record("indices_checked", checked)
     claim_figures.record("mismatches", mismatches)
     assert checked == 2000
+
+
+# --- one index check: datasets, sources and TensorLoader's samplers agree ------------------------
+
+@pytest.mark.parametrize("idx", [2, -1, np.int64(2), torch.tensor(2), True, torch.tensor(True), 1.0,
+                                 torch.tensor(1.0), torch.tensor([1]), "1", 5, -6],
+                         ids=lambda v: f"{type(v).__name__}({v!r})")
+def test_datasets_sources_and_tensorloader_check_an_index_alike(tmp_path, idx):
+    """PairDataset, a lazy source and TensorLoader (an index from a sampler) accept and refuse the same indices, with the same error type."""
+    from batchfeed import TensorLoader
+    from batchfeed.sources import NpyDataset
+
+    X, y = torch.arange(10.0).reshape(5, 2), torch.arange(5)
+    np.save(tmp_path / "x.npy", X.numpy())
+    np.save(tmp_path / "y.npy", y.numpy())
+
+    class Once(torch.utils.data.Sampler):
+        def __iter__(self):
+            return iter([idx])
+
+        def __len__(self):
+            return 1
+
+    def outcome(get):
+        try:
+            return int(get()[1])
+        except (TypeError, IndexError) as exc:
+            return type(exc)
+
+    got = {
+        "PairDataset": outcome(lambda: PairDataset(X, y)[idx]),
+        "NpyDataset": outcome(lambda: NpyDataset(tmp_path / "x.npy", tmp_path / "y.npy")[idx]),
+        "TensorLoader": outcome(lambda: next(iter(TensorLoader(PairDataset(X, y), batch_size=None, sampler=Once(),
+                                                               generator=torch.Generator())))),
+    }
+    assert len(set(got.values())) == 1, got

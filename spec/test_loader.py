@@ -305,7 +305,7 @@ def test_a_sampler_index_that_is_not_an_integer_is_refused_naming_it(index):
     tensor, ``t[tensor([3])]`` a batch of one): not a sample TensorLoader can hand out.
     """
     loader = TensorLoader(IndexedDataset(5), sampler=[0, index], batch_size=None, generator=torch.Generator())
-    with pytest.raises(TypeError, match=rf"^sampler gave index .+ of type {type(index).__name__}; indices must be integers$"):
+    with pytest.raises(TypeError, match=rf"^sampler indices must be integers, got {type(index).__name__} "):
         list(loader)
 
 

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import operator
 from collections.abc import Sequence
 from typing import Any
 
 import torch
 from torch.utils.data import Dataset
 
-from ._checks import check_positive_int
+from ._checks import check_index, check_positive_int
 
 __all__ = ["PairDataset", "make_seed_data"]
 
@@ -53,18 +52,7 @@ class PairDataset(Dataset):
         return self.X.shape[0]
 
     def _check_index(self, idx: Any) -> int:
-        """``idx`` as an int in ``[-n, n)``. A bool, and a tensor that is not a 0-d integer (torch
-        lets ``operator.index`` read any one-element integer or bool tensor), is not an index."""
-        if isinstance(idx, bool) or (isinstance(idx, torch.Tensor) and (idx.dim() != 0 or idx.dtype == torch.bool)):
-            raise TypeError(f"PairDataset indices must be integers, got {type(idx).__name__} {idx!r}")
-        try:
-            i = operator.index(idx)
-        except TypeError:
-            raise TypeError(f"PairDataset indices must be integers, got {type(idx).__name__} {idx!r}") from None
-        n = len(self)
-        if not -n <= i < n:
-            raise IndexError(f"index {i} out of range for dataset of length {n}")
-        return i
+        return check_index(idx, len(self), "PairDataset")
 
     def __getitem__(self, idx: Any) -> tuple[torch.Tensor, torch.Tensor]:
         i = self._check_index(idx)

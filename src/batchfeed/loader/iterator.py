@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from .._checks import check_index
 from .draws import _advance_like_randperm, _is_cpu, _state_of
 
 if TYPE_CHECKING:
@@ -237,7 +238,7 @@ class TensorLoaderIter:
         pin = self._pinning()
         for indices in it:
             if self.loader.batch_sampler is None:
-                j = self._check_index(indices)
+                j = check_index(indices, self.loader._n, "sampler")
                 out = [t[j if self.loader._row_list is None else self.loader._row_list[j]] for t in self.loader.tensors]
                 if pin:
                     out = [s.pin_memory() if s.device.type == "cpu" else s for s in out]
@@ -246,21 +247,6 @@ class TensorLoaderIter:
             self.base += 1
             yield out
         self.finished = True
-
-    def _check_index(self, i: Any) -> int:
-        """A sampler's index as an int in ``[0, n)``. Bools and tensors other than 0-d integers are
-        refused: ``operator.index`` reads a one-element or bool tensor as an int, where
-        DataLoader on a TensorDataset would index with it (``t[True]`` is the whole tensor)."""
-        n = self.loader._n
-        if isinstance(i, bool) or (isinstance(i, torch.Tensor) and (i.dim() != 0 or i.dtype == torch.bool)):
-            raise TypeError(f"sampler gave index {i!r} of type {type(i).__name__}; indices must be integers")
-        try:
-            j = operator.index(i)
-        except TypeError:
-            raise TypeError(f"sampler gave index {i!r} of type {type(i).__name__}; indices must be integers") from None
-        if not -n <= j < n:
-            raise IndexError(f"index {j} out of range for dataset of length {n}")
-        return j + n if j < 0 else j
 
     def _gather_indices(self, indices: Any, pin: bool) -> list[torch.Tensor]:
         idx = torch.as_tensor(indices if not isinstance(indices, torch.Tensor) else indices.cpu())

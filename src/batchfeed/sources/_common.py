@@ -6,7 +6,6 @@ Nothing here reads data; it only checks that data can be read and says where it 
 from __future__ import annotations
 
 import hashlib
-import operator
 import os
 import re
 from collections.abc import Callable
@@ -17,6 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .._checks import check_index as _check_index
 from .._checks import check_positive_int  # noqa: F401 - re-exported for the sources
 
 __all__ = ["SourceDataset", "SourceError", "NpyHeader", "check_index", "check_positive_int", "existing_file", "read_npy_header",
@@ -38,22 +38,8 @@ def existing_file(path: str | os.PathLike, what: str = "file") -> Path:
 
 
 def check_index(owner: str, idx: Any, n: int) -> int:
-    """``idx`` as an int in ``[0, n)``; negative indices count from the end.
-
-    Raises TypeError for a non-integer (bool and floats included) and IndexError naming the
-    index and the length, as :class:`batchfeed.PairDataset` does.
-    """
-    if isinstance(idx, (bool, float, complex)):
-        raise TypeError(f"{owner} indices must be integers, got {type(idx).__name__} {idx!r}")
-    if isinstance(idx, torch.Tensor) and idx.dim() == 0 and not idx.is_floating_point() and idx.dtype != torch.bool:
-        idx = int(idx)
-    try:
-        i = operator.index(idx)
-    except TypeError:
-        raise TypeError(f"{owner} indices must be integers, got {type(idx).__name__} {idx!r}") from None
-    if not -n <= i < n:
-        raise IndexError(f"index {i} out of range for dataset of length {n}")
-    return i + n if i < 0 else i
+    """``idx`` as an int in ``[0, n)`` (:func:`batchfeed._checks.check_index`, named for ``owner``)."""
+    return _check_index(idx, n, owner)
 
 
 @dataclass(frozen=True)
