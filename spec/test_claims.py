@@ -638,19 +638,10 @@ def test_unknown_claim_id_raises_key_error():
         claims.decide("c2", DOCS["C2"])
 
 
-def test_pending_names_where_the_evidence_will_come_from(monkeypatch):
-    """A pending claim with evidence_in says where its evidence will come from."""
-    waiting = claims.Claim("C2", "q", "r", ("seeds",), lambda f: ("holds", "t"), evidence_in="issue 12")
-    monkeypatch.setitem(claims.CLAIMS, "C2", waiting)
-    assert claims.decide("C2", None) == ("pending (evidence in issue 12)", "not measured in this run")
-    assert claims.decide("C2", {"other": 1.0}) == ("pending (evidence in issue 12)", "missing figures: seeds")
-    assert claims.decide("C2", {"seeds": 1.0}) == ("holds", "t")
-
-
 def test_ledger_lists_fifteen_claims_in_order():
-    """The ledger holds C1 ... C15 in order, each under its own id, with no evidence pending elsewhere."""
+    """The ledger holds C1 ... C15 in order, each under its own id, with its quote and rule."""
     assert list(claims.CLAIMS) == [f"C{i}" for i in range(1, 16)]
-    assert all(c.id == cid and not c.evidence_in and c.quote and c.rule for cid, c in claims.CLAIMS.items())
+    assert all(c.id == cid and c.quote and c.rule for cid, c in claims.CLAIMS.items())
 
 
 # --- claim_figures against a comparison trained and counted by hand -------------------------------

@@ -17,6 +17,7 @@ import torch
 from .argtypes import OneLineParser, device, output_file, positive_int
 
 from .gather import gather_profile
+from .machine import progress_bar
 from .targets import NOISE_MARGIN, check_failures, check_targets, disturbed
 from .throughput import RIVALS, TRAINING_RIVALS, Measurement, device_name, make_data, measure_epochs
 
@@ -24,17 +25,11 @@ from .throughput import RIVALS, TRAINING_RIVALS, Measurement, device_name, make_
 #: torch threads while measuring unless --threads says otherwise.
 DEFAULT_THREADS = 1
 class _Progress:
-    """tqdm progress bar that shows up only if the run lasts more than ``delay`` seconds."""
+    """:func:`batchfeed.machine.progress_bar` with the rival being timed as its postfix."""
 
-    def __init__(self, total: int, desc: str, enabled: bool, delay: float = 2.0) -> None:
+    def __init__(self, total: int, desc: str, enabled: bool) -> None:
         self.desc = desc
-        self._bar = None
-        if enabled:
-            try:
-                from tqdm import tqdm
-            except ImportError:  # tqdm is optional: no bar
-                return
-            self._bar = tqdm(total=total, desc=desc, delay=delay, leave=False, file=sys.stderr, unit="epoch")
+        self._bar = progress_bar(total, desc, "epoch", enabled)
 
     def step(self, text: str) -> None:
         if self._bar is not None:

@@ -29,7 +29,6 @@ class Claim:
         rule: the verdict rule, in words, exactly what ``decide`` computes.
         needs: figure keys ``decide`` reads; any missing means ``pending``.
         decide: figures -> ``(verdict, figure text)``.
-        evidence_in: where the evidence will come from while the claim is pending.
     """
 
     id: str
@@ -37,7 +36,6 @@ class Claim:
     rule: str
     needs: tuple[str, ...]
     decide: Callable[[Figures], tuple[str, str]]
-    evidence_in: str = ""
 
 
 def _frac(k: float, n: float) -> str:
@@ -166,7 +164,9 @@ def _mib(b: float) -> str:
 
 #: Memory rules: "grows with the data" = slope >= 90% of a sample's bytes; "flat" = slope
 #: <= 10% of them (what remains is the sampler's shuffled index list, ~40 B/sample).
-_GROWS, _FLAT = 0.9, 0.1
+#: Memory slopes (C1, C9, C10): "grows with the data" is >= 90% of a sample's bytes per sample,
+#: "flat" <= 10%. The spec's instrument check imports these, never copies them.
+GROWS, FLAT = 0.9, 0.1
 
 
 def _c1(f: Figures) -> tuple[str, str]:
@@ -176,8 +176,8 @@ def _c1(f: Figures) -> tuple[str, str]:
         f"peak RSS grows per sample ({d:.0f} B of data each): full-batch {full:.0f} B, mini-batch from a lazy "
         f"dataset {mini:.0f} B, full-batch gradient accumulated over mini-batches {acc:.0f} B"
     )
-    if full >= _GROWS * d and mini <= _FLAT * d:
-        if acc <= _FLAT * d:
+    if full >= GROWS * d and mini <= FLAT * d:
+        if acc <= FLAT * d:
             return ("holds: processing small batches is what saves the memory, and full-batch GD can process "
                     "small batches too (accumulated gradients, the same update)"), text
         return "holds", text
@@ -218,7 +218,7 @@ def _c9(f: Figures) -> tuple[str, str]:
         f"per sample: the file's pages, mapped in as clean page cache (reclaimable; not charged by a "
         f"private-memory budget, see C10)"
     )
-    if mini <= _FLAT * d:
+    if mini <= FLAT * d:
         return "holds", text
     return "refuted", text
 
@@ -226,7 +226,7 @@ def _c9(f: Figures) -> tuple[str, str]:
 def _c10(f: Figures) -> tuple[str, str]:
     ratio = f["data_bytes"] / f["budget_bytes"]
     fits, oom = bool(f["minibatch_within_budget"]), bool(f["full_batch_out_of_memory"])
-    acc_flat = f["accumulated_bytes_per_sample"] <= _FLAT * f["data_bytes_per_sample"]
+    acc_flat = f["accumulated_bytes_per_sample"] <= FLAT * f["data_bytes_per_sample"]
     acc_fits = bool(f["accumulated_within_budget"])
     exact = f["accum_rel_error"] < 1e-5
     text = (
@@ -354,6 +354,5 @@ def decide(claim_id: str, figures: Figures | None) -> tuple[str, str]:
     figures = figures or {}
     missing = [k for k in claim.needs if k not in figures]
     if missing:
-        where = f" (evidence in {claim.evidence_in})" if claim.evidence_in else ""
-        return PENDING + where, "not measured in this run" if not figures else f"missing figures: {', '.join(missing)}"
+        return PENDING, "not measured in this run" if not figures else f"missing figures: {', '.join(missing)}"
     return claim.decide(figures)

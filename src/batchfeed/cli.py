@@ -23,6 +23,7 @@ from .argtypes import (
 )
 from .experiments import run_compare, total_work
 from .loaders import DEFAULT_LOADER
+from .machine import progress_bar
 
 __all__ = ["main"]
 
@@ -87,14 +88,7 @@ def _build_parser() -> argparse.ArgumentParser:
 
 def _progress_bar(total: int, quiet: bool):
     """A tqdm bar on stderr, shown only after 2 s, only on a terminal, never with --quiet."""
-    if quiet:
-        return None
-    try:
-        from tqdm import tqdm
-    except ImportError:  # pragma: no cover - tqdm is a dependency; without it, no bar
-        return None
-    return tqdm(total=total, desc="batchfeed compare", unit="step", file=sys.stderr, delay=2.0, leave=False,
-                disable=None, dynamic_ncols=True)
+    return progress_bar(total, "batchfeed compare", "step", enabled=not quiet)
 
 
 def _check_compare(sub: argparse.ArgumentParser, args: argparse.Namespace) -> None:

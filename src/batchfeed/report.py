@@ -17,6 +17,7 @@ from typing import Any
 
 import torch
 
+from .machine import cpu_name
 from .experiments import CompareRun, Sweep
 
 __all__ = ["FIGSIZE", "DPI", "environment", "format_report", "format_sweep", "plot", "plot_size", "to_json",
@@ -31,16 +32,6 @@ MiB = 1024 * 1024
 
 # --- environment ---------------------------------------------------------------------------
 
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine() or "unknown CPU"
-
-
 def _version(dist: str) -> str | None:
     try:
         return metadata.version(dist)
@@ -51,7 +42,7 @@ def _version(dist: str) -> str | None:
 def environment(device: str) -> dict:
     """Versions and the device the run used: python, platform, torch, numpy, batchfeed, device name, threads."""
     dev = torch.device(device)
-    name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else _cpu_name()
+    name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else cpu_name()
     return {
         "python": platform.python_version(),
         "platform": platform.platform(),

@@ -23,7 +23,6 @@ result. On CUDA every timed epoch ends with ``torch.cuda.synchronize``.
 
 from __future__ import annotations
 
-import platform
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -35,6 +34,7 @@ from torch.utils.data import DataLoader, Dataset
 from ._checks import check_positive_int
 from .datasets import make_seed_data
 from .loader import TensorLoader
+from .machine import cpu_name
 from .training import make_model, train
 
 __all__ = [
@@ -103,15 +103,7 @@ def device_name(device: str | torch.device = "cpu") -> str:
     dev = torch.device(device)
     if dev.type == "cuda":
         return torch.cuda.get_device_name(dev)
-    model = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    model = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
+    model = cpu_name()
     threads = torch.get_num_threads()
     return f"{model}, {threads} torch thread{'s' if threads != 1 else ''}"
 

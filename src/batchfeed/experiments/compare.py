@@ -4,7 +4,6 @@ at equal updates and at equal wall time."""
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -12,7 +11,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from .._checks import check_positive_int
-from ..setup import build
+from ..setup import LoaderFactory, build
 from ..training import (
     Budget,
     History,
@@ -21,8 +20,6 @@ from ..training import (
     train_minibatch,
 )
 
-#: A callable with torch DataLoader's constructor keywords that returns an iterable of batches.
-LoaderFactory = Callable[..., object]
 
 @dataclass
 class Comparison:
