@@ -44,6 +44,15 @@ def _frac(k: float, n: float) -> str:
 
 # --- verdict rules ------------------------------------------------------------------------
 
+def _by_seeds(fraction: float, *, refuted_at: float, text: str) -> tuple[str, str]:
+    """Holds in >= 90% of seeds, refuted at or below ``refuted_at``, else only in some seeds."""
+    if fraction >= 0.9:
+        return "holds", text
+    if fraction <= refuted_at:
+        return "refuted", text
+    return "holds only in some seeds", text
+
+
 def _c2(f: Figures) -> tuple[str, str]:
     n = f["seeds"]
     per_epoch, per_update = f["epoch_wins"] / n, f["equal_update_wins"] / n
@@ -72,11 +81,7 @@ def _c3(f: Figures) -> tuple[str, str]:
         f"seeds. Per-batch training losses (each on another sample of the data): roughness "
         f"{f['batch_loss_roughness']:.2f}, noise of the estimate, not of convergence"
     )
-    if f["mini_smoother"] / n >= 0.9:
-        return "holds", text
-    if f["mini_smoother"] / n <= 0.1:
-        return "refuted", text
-    return "holds only in some seeds", text
+    return _by_seeds(f["mini_smoother"] / n, refuted_at=0.1, text=text)
 
 
 def _c4(f: Figures) -> tuple[str, str]:
@@ -111,11 +116,7 @@ def _c11(f: Figures) -> tuple[str, str]:
         f"{_frac(f['shuffle_wins'], n)} seeds; mean accuracy {f['acc_shuffled']:.3f} shuffled vs "
         f"{f['acc_unshuffled']:.3f} unshuffled"
     )
-    if f["shuffle_wins"] / n >= 0.9:
-        return "holds", text
-    if f["shuffle_wins"] / n <= 0.5:
-        return "refuted", text
-    return "holds only in some seeds", text
+    return _by_seeds(f["shuffle_wins"] / n, refuted_at=0.5, text=text)
 
 
 def _c14(f: Figures) -> tuple[str, str]:
