@@ -79,16 +79,15 @@ def _table(run: CompareRun) -> list[str]:
     s = run.summary
     cols = [("loss", ".4f"), ("acc", ".3f"), ("updates", "d"), ("samples", "d"), ("time ms", ".1f")]
     rows: list[list[str]] = []
-    for e in range(len(s["full-batch"]["loss"]["mean"])):
+    for e in range(len(s.full.loss.mean)):
         row = [str(e)]
-        for m in ("full-batch", "mini-batch"):
-            b = s[m]
+        for b in (s.full, s.mini):
             row += [
-                _pm(b["loss"]["mean"][e], b["loss"]["std"][e], ".4f", k),
-                _pm(b["accuracy"]["mean"][e], b["accuracy"]["std"][e], ".3f", k),
-                str(b["updates"][e]),
-                str(b["samples"][e]),
-                _pm(1e3 * b["time"]["mean"][e], 1e3 * b["time"]["std"][e], ".1f", k),
+                _pm(b.loss.mean[e], b.loss.std[e], ".4f", k),
+                _pm(b.accuracy.mean[e], b.accuracy.std[e], ".3f", k),
+                str(b.updates[e]),
+                str(b.samples[e]),
+                _pm(1e3 * b.time.mean[e], 1e3 * b.time.std[e], ".1f", k),
             ]
         rows.append(row)
     names = ["epoch"] + [c for c, _ in cols] * 2
@@ -132,13 +131,13 @@ def _comparison_lines(run: CompareRun) -> list[str]:
     k = len(run.seeds)
     s = run.summary
     out = []
-    eu = s.get("equal_updates")
+    eu = s.equal_updates
     if eu:
         ratio = eu["mini_loss"][0] / eu["full_loss"][0]
         out.append(
             f"equal updates: full-batch GD given the {eu['updates']} updates mini-batch took reaches full-data loss "
             f"{_pm(*eu['full_loss'], '.4f', k)}; mini-batch {_pm(*eu['mini_loss'], '.4f', k)} (mini/full {ratio:.4f})")
-    et = s.get("equal_time")
+    et = s.equal_time
     if et:
         out.append(
             f"equal wall time: in the {_pm(1e3 * et['seconds'][0], 1e3 * et['seconds'][1], '.1f', k)} ms of training "
@@ -306,9 +305,9 @@ def _mean_std_band(ax: Any, xs: list, mean: list[float], std: list[float], color
 
 def _plot_per_epoch(ax: Any, run: CompareRun, band: _Band) -> None:
     s = run.summary
-    epochs = list(range(len(s["full-batch"]["loss"]["mean"])))
+    epochs = list(range(len(s.full.loss.mean)))
     for m, c in (("full-batch", FULL_C), ("mini-batch", MINI_C)):
-        mean, std = s[m]["loss"]["mean"], s[m]["loss"]["std"]
+        mean, std = s.method(m).loss.mean, s.method(m).loss.std
         ax.plot(epochs, mean, "o-", color=c, label=f"{m}, full-data loss" + (" (mean±std)" if len(run.seeds) > 1 else ""))
         if len(run.seeds) > 1:
             _mean_std_band(ax, epochs, mean, std, c)

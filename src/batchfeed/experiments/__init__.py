@@ -12,6 +12,9 @@ from .compare import Comparison, LoaderFactory, compare
 from .figures import (
     REPORTED_CLAIMS,
     ClaimResult,
+    MethodSummary,
+    Series,
+    Summary,
     claim_figures,
     claim_results,
     roughness,
@@ -34,10 +37,13 @@ from .sweep import (
 
 __all__ = [
     "REPORTED_CLAIMS",
+    "Series",
+    "Summary",
     "ClaimResult",
     "CompareRun",
     "Comparison",
     "LoaderFactory",
+    "MethodSummary",
     "NoiseFit",
     "NoiseScale",
     "Sweep",

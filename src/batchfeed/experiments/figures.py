@@ -159,39 +159,71 @@ def _mean_std(values: Sequence[float]) -> tuple[float, float]:
     return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
 
 
-def summarize(runs: Sequence[Comparison]) -> dict:
-    """Per-epoch mean and standard deviation (sample, n-1; 0 for one seed) over the runs.
+@dataclass(frozen=True)
+class Series:
+    """Per-epoch mean and standard deviation over seeds (sample, n-1; 0 for one seed)."""
 
-    ``{"full-batch"|"mini-batch": {"loss"|"accuracy"|"time": {"mean": [...], "std": [...]},
-    "updates": [...], "samples": [...]}, "equal_updates": {...}, "equal_time": {...}}``:
-    time is cumulative training seconds at the end of each epoch (0 before training);
-    updates and samples are cumulative and the same in every seed.
-    """
+    mean: list[float]
+    std: list[float]
+
+
+@dataclass(frozen=True)
+class MethodSummary:
+    """One method over the seeds: full-data loss, accuracy and cumulative training seconds per
+    epoch (index 0 before training), and cumulative updates and samples (the same in every seed)."""
+
+    loss: Series
+    accuracy: Series
+    time: Series
+    updates: list[int]
+    samples: list[int]
+
+
+@dataclass(frozen=True)
+class Summary:
+    """What ``batchfeed compare`` reports over its seeds. ``equal_updates``: full-batch GD given
+    mini-batch's number of updates; ``equal_time``: given its training time; each value a
+    ``(mean, std)`` pair, or a count. ``to_dict()`` is the JSON's ``summary``."""
+
+    full: MethodSummary
+    mini: MethodSummary
+    equal_updates: dict[str, Any] | None = None
+    equal_time: dict[str, Any] | None = None
+
+    def method(self, name: str) -> MethodSummary:
+        return {"full-batch": self.full, "mini-batch": self.mini}[name]
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"full-batch": asdict(self.full), "mini-batch": asdict(self.mini)}
+        for key in ("equal_updates", "equal_time"):
+            if getattr(self, key) is not None:
+                out[key] = getattr(self, key)
+        return out
+
+
+def _method_summary(hs: list[History]) -> MethodSummary:
+    series = {}
+    for name, get in (("loss", lambda h: h.epoch_loss), ("accuracy", lambda h: h.epoch_accuracy),
+                      ("time", lambda h: [0.0, *h.epoch_time])):
+        ms = [_mean_std(c) for c in zip(*(get(h) for h in hs))]
+        series[name] = Series([m for m, _ in ms], [d for _, d in ms])
+    samples = [0, *[sum(hs[0].samples_per_epoch[:e + 1]) for e in range(hs[0].epochs)]]
+    return MethodSummary(series["loss"], series["accuracy"], series["time"], hs[0].updates_so_far, samples)
+
+
+def summarize(runs: Sequence[Comparison]) -> Summary:
+    """Per-epoch mean and standard deviation over the runs of each method, and the equal-updates and
+    equal-time comparisons where every run has them (see :class:`Summary`)."""
     runs = list(runs)
-    out: dict[str, Any] = {}
-    for key, get in (("full-batch", lambda r: r.full), ("mini-batch", lambda r: r.mini)):
-        hs = [get(r) for r in runs]
-        block: dict[str, Any] = {}
-        for name, series in (("loss", lambda h: h.epoch_loss), ("accuracy", lambda h: h.epoch_accuracy),
-                             ("time", lambda h: [0.0, *h.epoch_time])):
-            cols = list(zip(*(series(h) for h in hs)))
-            ms = [_mean_std(c) for c in cols]
-            block[name] = {"mean": [m for m, _ in ms], "std": [s for _, s in ms]}
-        block["updates"] = hs[0].updates_so_far
-        block["samples"] = [0, *[sum(hs[0].samples_per_epoch[:e + 1]) for e in range(hs[0].epochs)]]
-        out[key] = block
+    eu = et = None
     if all(r.full_equal_updates.epoch_loss for r in runs):
-        out["equal_updates"] = {
-            "updates": runs[0].mini.total_steps,
-            "full_loss": _mean_std(r.full_equal_updates.final_loss for r in runs),
-            "mini_loss": _mean_std(r.mini.final_loss for r in runs),
-        }
+        eu = {"updates": runs[0].mini.total_steps,
+              "full_loss": _mean_std(r.full_equal_updates.final_loss for r in runs),
+              "mini_loss": _mean_std(r.mini.final_loss for r in runs)}
     if all(r.full_equal_time is not None for r in runs):
-        out["equal_time"] = {
-            "seconds": _mean_std(r.mini.wall_time for r in runs),
-            "full_updates": _mean_std(r.full_equal_time.total_steps for r in runs),  # type: ignore[union-attr]
-            "full_loss": _mean_std(r.full_equal_time.final_loss for r in runs),  # type: ignore[union-attr]
-            "mini_updates": runs[0].mini.total_steps,
-            "mini_loss": _mean_std(r.mini.final_loss for r in runs),
-        }
-    return out
+        et = {"seconds": _mean_std(r.mini.wall_time for r in runs),
+              "full_updates": _mean_std(r.full_equal_time.total_steps for r in runs),  # type: ignore[union-attr]
+              "full_loss": _mean_std(r.full_equal_time.final_loss for r in runs),  # type: ignore[union-attr]
+              "mini_updates": runs[0].mini.total_steps,
+              "mini_loss": _mean_std(r.mini.final_loss for r in runs)}
+    return Summary(_method_summary([r.full for r in runs]), _method_summary([r.mini for r in runs]), eu, et)

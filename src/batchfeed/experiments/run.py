@@ -11,7 +11,7 @@ import torch
 from .._checks import check_positive_int
 from ..loaders import DEFAULT_LOADER, resolve
 from .compare import Comparison, compare
-from .figures import ClaimResult, claim_results, summarize
+from .figures import ClaimResult, Summary, claim_results, summarize
 from .memory import measure_memory
 from .sweep import Sweep, batch_size_sweep
 
@@ -27,7 +27,7 @@ class CompareRun:
     config: dict
     seeds: list[int]
     runs: list[Comparison]
-    summary: dict
+    summary: Summary
     claims: dict[str, ClaimResult]
     memory: dict | None = None
     sweep: Sweep | None = None
@@ -42,7 +42,7 @@ class CompareRun:
             "config": dict(self.config),
             "seeds": list(self.seeds),
             "runs": [{"seed": s, **r.to_dict()} for s, r in zip(self.seeds, self.runs)],
-            "summary": self.summary,
+            "summary": self.summary.to_dict(),
             "claims": {k: v.to_dict() for k, v in self.claims.items()},
             "memory": mem,
             "sweep": None if self.sweep is None else self.sweep.to_dict(),
