@@ -45,3 +45,18 @@ def test_generated_ledger_states_the_claims_and_rules_of_the_code():
     assert rules == {cid: c.rule for cid, c in claims.CLAIMS.items()}, (
         "a rule changed in batchfeed.claims: regenerate docs/claims.md (pytest spec/ --claims-report=docs/claims.md)")
     assert quotes == {cid: c.quote for cid, c in claims.CLAIMS.items()}
+
+
+def test_every_name_the_docs_import_still_imports():
+    """Each `from batchfeed... import (...)` in README.md and docs/*.md names something that imports today."""
+    import importlib
+
+    texts = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    found = []
+    for path in texts:
+        for module, names in re.findall(r"from (batchfeed[\w.]*) import \(?([\w,\s]+?)\)?\n(?!\s+\w)", path.read_text()):
+            found += [(path.name, module, n.strip()) for n in names.replace("\n", " ").split(",") if n.strip()]
+    assert len(found) >= 10, f"the docs' imports were not found: {found}"
+    missing = [f"{doc}: {module}.{name}" for doc, module, name in found
+               if not hasattr(importlib.import_module(module), name)]
+    assert not missing, f"the docs import names that no longer exist: {missing}"
