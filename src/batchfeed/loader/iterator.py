@@ -21,6 +21,16 @@ if TYPE_CHECKING:
     from .core import TensorLoader
 
 
+def _pinned(tensors: list[torch.Tensor]) -> list[torch.Tensor]:
+    """The CPU tensors copied into pinned memory (a batch DataLoader's pin_memory=True would give)."""
+    return [t.pin_memory() if t.device.type == "cpu" else t for t in tensors]
+
+
+def _pinned_empty(rows: int, like: torch.Tensor) -> torch.Tensor:
+    """Pinned CPU memory for ``rows`` rows of ``like``: where a pinned batch is gathered directly."""
+    return torch.empty((rows, *like.shape[1:]), dtype=like.dtype, pin_memory=True)
+
+
 class TensorLoaderIter:
     """One epoch of a TensorLoader: ``next()`` gives its batches in DataLoader's order.
 
@@ -41,8 +51,8 @@ class TensorLoaderIter:
         self.resumed = resume is not None and bool(resume["in_epoch"])
         self.skip = int(resume["batches_yielded"]) if self.resumed else 0
         self.perm_drawn = bool(resume["perm_drawn"]) if self.resumed else False
-        self.resume_seed: int | None = resume["epoch_seed"] if self.resumed else None
-        self.epoch_seed: int | None = self.resume_seed  # generator=None: seed of this epoch's permutation
+        # generator=None: the seed of this epoch's permutation (a resumed epoch's, once drawn, is the saved one)
+        self.epoch_seed: int | None = resume["epoch_seed"] if self.resumed else None
         if self.resumed:
             self.base = self.skip  # a state_dict() before the first next() still counts them
             self.gen_state = resume["generator_state"]
@@ -110,7 +120,7 @@ class TensorLoaderIter:
             # RandomSampler without a generator seeds a private one from the global RNG. The
             # permutation is drawn on the data's device (on CPU: DataLoader's own draw).
             if self.resumed and self.perm_drawn:
-                seed = self.resume_seed
+                seed = self.epoch_seed
             else:
                 seed = int(torch.empty((), dtype=torch.int64).random_().item())
             self.epoch_seed = seed
@@ -194,7 +204,7 @@ class TensorLoaderIter:
             r = rows if rows.device == t.device else rows.to(t.device)
             idx = r[c0:c1] if idx is None else r[idx]
         if pin and t.device.type == "cpu":
-            out = torch.empty((c1 - c0, *t.shape[1:]), dtype=t.dtype, pin_memory=True)
+            out = _pinned_empty(c1 - c0, t)
             if idx is None:
                 return out.copy_(t[c0:c1])
             return torch.index_select(t, 0, idx, out=out)
@@ -216,7 +226,7 @@ class TensorLoaderIter:
         for i in itertools.islice(order, k0, None):
             sample = [t[i if rows is None else rows[i]] for t in self.loader.tensors]
             if pin:
-                sample = [s.pin_memory() if s.device.type == "cpu" else s for s in sample]
+                sample = _pinned(sample)
             self.base += 1
             yield sample
         self._draw_tail()
@@ -241,7 +251,7 @@ class TensorLoaderIter:
                 j = check_index(indices, self.loader._n, "sampler")
                 out = [t[j if self.loader._row_list is None else self.loader._row_list[j]] for t in self.loader.tensors]
                 if pin:
-                    out = [s.pin_memory() if s.device.type == "cpu" else s for s in out]
+                    out = _pinned(out)
             else:
                 out = self._gather_indices(indices, pin)
             self.base += 1
@@ -267,7 +277,7 @@ class TensorLoaderIter:
         for t in self.loader.tensors:
             i = idx.to(t.device)
             if pin and t.device.type == "cpu":
-                buf = torch.empty((i.numel(), *t.shape[1:]), dtype=t.dtype, pin_memory=True)
+                buf = _pinned_empty(i.numel(), t)
                 out.append(torch.index_select(t, 0, i, out=buf))
             else:
                 out.append(t.index_select(0, i))
