@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import atexit
 import importlib
-import os
 from typing import Any
 
 __all__ = [
@@ -83,23 +82,19 @@ def fabric_ddp_world1(dataset: Any, **kwargs: Any) -> Any:
     """``Fabric(accelerator="cpu", devices=1, strategy="ddp")`` launched in this process (gloo, world size 1),
     then ``setup_dataloaders(DataLoader(dataset, **kwargs))``.
 
-    ``fabric.launch()`` joins this process to a gloo process group of one, at MASTER_ADDR
-    127.0.0.1 and a free MASTER_PORT unless the environment names them. The group is
+    ``fabric.launch()`` joins this process to a gloo process group of one; Fabric itself picks
+    MASTER_ADDR 127.0.0.1 and a free MASTER_PORT when the environment names none. The group is
     process-wide and the returned loader is used after this function returns, so it is not
     destroyed here: the first call creates it, later calls find it (Fabric does not initialise
     twice), and an exit handler destroys it. What Fabric itself leaves in the process stays, as
-    it would in a user's: RANK, WORLD_SIZE, LOCAL_RANK, NODE_RANK in ``os.environ``, and, unless
-    OMP_NUM_THREADS is set, torch's intra-op threads set to CPU cores / processes.
+    it would in a user's: MASTER_ADDR, MASTER_PORT, RANK, WORLD_SIZE, LOCAL_RANK, NODE_RANK in
+    ``os.environ``, and, unless OMP_NUM_THREADS is set, torch's intra-op threads set to CPU
+    cores / processes.
     """
     fabric = _require("lightning.fabric", "lightning")
     import torch.distributed as dist
     from torch.utils.data import DataLoader
 
-    os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
-    if "MASTER_PORT" not in os.environ:
-        from lightning.fabric.plugins.environments.lightning import find_free_network_port
-
-        os.environ["MASTER_PORT"] = str(find_free_network_port())
     creates_group = not dist.is_initialized()
     f = fabric.Fabric(accelerator="cpu", devices=1, strategy="ddp")
     f.launch()
