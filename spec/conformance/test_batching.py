@@ -40,6 +40,7 @@ def test_len_is_ceil_or_floor_of_n_over_b(make_loader, n, batch_size, drop_last)
 @given(n=sizes, batch_size=batch_sizes, drop_last=drop_lasts, shuffle=st.booleans())
 @example(n=100, batch_size=32, drop_last=False, shuffle=False)
 @example(n=100, batch_size=32, drop_last=True, shuffle=True)
+@example(n=5, batch_size=10, drop_last=True, shuffle=False)  # no batch at all: an empty epoch, not an error
 def test_every_batch_but_the_last_is_full(make_loader, n, batch_size, drop_last, shuffle):
     """Every batch has B samples; the last has the remainder, or is dropped with drop_last=True."""
     loader = make_loader(IndexedDataset(n), batch_size=batch_size, drop_last=drop_last, shuffle=shuffle,
