@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from batchfeed.pytest_plugin import ledger_rows, loader_under_test
-from spec import promises
+
+from . import promises
 
 _rng_key = pytest.StashKey[tuple]()
 _randomly_key = pytest.StashKey[bool]()

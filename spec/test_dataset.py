@@ -10,7 +10,6 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from batchfeed import PairDataset, make_seed_data
-
 from spec.strategies import pair_data
 
 

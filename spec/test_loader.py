@@ -32,7 +32,6 @@ import batchfeed.loader
 from batchfeed import PairDataset, TensorLoader
 from batchfeed.loader import STATE_FORMAT
 from batchfeed.throughput import make_data, measure_epochs
-
 from spec.helpers import (
     DictDataset,
     IndexedDataset,

@@ -20,7 +20,12 @@ from hypothesis import strategies as st
 from torch.utils.data import DataLoader
 
 from batchfeed import PairDataset, claims, make_model, make_seed_data, train_full_batch
-from batchfeed.experiments.scaling import budget_experiment, fit_slope, hold_tensor, memory_scaling
+from batchfeed.experiments.scaling import (
+    budget_experiment,
+    fit_slope,
+    hold_tensor,
+    memory_scaling,
+)
 from batchfeed.measure import Job, peak_memory, peak_memory_series
 from batchfeed.training import full_batch_gradient
 

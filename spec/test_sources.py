@@ -30,7 +30,6 @@ from batchfeed.sources import (
     decode_image,
     write_npy_dataset,
 )
-
 from spec.strategies import csv_tables, pair_data, window_shapes
 
 # --- file builders ------------------------------------------------------------------------

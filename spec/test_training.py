@@ -14,7 +14,6 @@ import pytest
 import torch
 from torch import nn
 
-from batchfeed.training import Budget
 from batchfeed import (
     DivergenceError,
     History,
@@ -25,7 +24,7 @@ from batchfeed import (
     train_full_batch,
     train_minibatch,
 )
-from batchfeed.training import full_batch_gradient
+from batchfeed.training import Budget, full_batch_gradient
 
 
 def _tutorial_loop(model, batches_per_epoch, *, epochs, lr, loss_fn=None) -> list[float]:

@@ -26,7 +26,6 @@ import pytest
 from batchfeed import PairDataset, make_seed_data
 from batchfeed.throughput import device_name
 from batchfeed.workers import SlowDataset, cpu_count, training_epoch
-
 from spec.worker_datasets import write_noise_pngs
 
 WORKERS = [0, 1, 2, 4]

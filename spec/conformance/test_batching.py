@@ -13,7 +13,7 @@ from torch.utils.data import BatchSampler, Sampler, SequentialSampler, TensorDat
 
 from batchfeed import PairDataset
 
-from spec.helpers import (
+from ..helpers import (
     DictDataset,
     IndexedDataset,
     assert_aligned,
@@ -21,7 +21,7 @@ from spec.helpers import (
     epoch,
     epoch_labels,
 )
-from spec.strategies import batch_sizes, drop_lasts, feature_dtypes, label_dtypes, sizes
+from ..strategies import batch_sizes, drop_lasts, feature_dtypes, label_dtypes, sizes
 
 
 @given(n=sizes, batch_size=batch_sizes, drop_last=drop_lasts)

@@ -6,7 +6,7 @@ Every test here runs against the loader under test (``--loader``).
 import pytest
 from torch.utils.data import SequentialSampler
 
-from spec.helpers import IndexedDataset
+from ..helpers import IndexedDataset
 
 DS = IndexedDataset(10)
 SAMPLER = SequentialSampler(range(10))

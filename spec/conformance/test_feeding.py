@@ -6,7 +6,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from batchfeed import PairDataset, make_model, make_seed_data, train_minibatch
 
-from spec.helpers import TutorialDataset, epoch
+from ..helpers import TutorialDataset, epoch
 
 
 @pytest.mark.claim("C5")

@@ -32,7 +32,7 @@ from batchfeed.workers import (
     worker_speedups,
 )
 
-from spec.worker_datasets import (
+from ..worker_datasets import (
     AugmentedDataset,
     DyingDataset,
     FailingDataset,

@@ -23,9 +23,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch.utils.data import RandomSampler
 
-from spec.helpers import IndexedDataset
-from spec.worker_datasets import NpyFilesDataset, write_npy_samples
-
+from ..helpers import IndexedDataset
+from ..worker_datasets import NpyFilesDataset, write_npy_samples
 
 EPOCHS = 4
 

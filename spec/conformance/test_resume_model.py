@@ -59,7 +59,7 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-from spec.helpers import IndexedDataset, assert_aligned
+from ..helpers import IndexedDataset, assert_aligned
 
 pytestmark = pytest.mark.filterwarnings("ignore:'set_vital' is deprecated")
 

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from batchfeed import order_pattern_experiment
 
-from spec.helpers import (
+from ..helpers import (
     IndexedDataset,
     assert_aligned,
     assert_permutation,
@@ -20,7 +20,7 @@ from spec.helpers import (
     chi2_threshold,
     epoch_labels,
 )
-from spec.strategies import batch_sizes, sizes
+from ..strategies import batch_sizes, sizes
 
 
 @given(n=sizes, batch_size=batch_sizes, seed=st.integers(0, 2**31 - 1))

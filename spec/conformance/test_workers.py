@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch.utils.data import Dataset
 
-from spec.helpers import IndexedDataset, assert_permutation, epoch
+from ..helpers import IndexedDataset, assert_permutation, epoch
 
 
 class FailsAt(Dataset):

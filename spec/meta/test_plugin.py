@@ -90,8 +90,9 @@ def test_a_declared_unsupported_keyword_skips_naming_the_declaration(pytester):
 
 def test_a_keyword_at_its_default_value_needs_no_declaration(pytester):
     """num_workers=0, pin_memory=False ...: DataLoader's defaults ask nothing of the loader, so nothing skips."""
-    from batchfeed.pytest_plugin import features_needed
     from torch.utils.data import TensorDataset
+
+    from batchfeed.pytest_plugin import features_needed
 
     ds = TensorDataset(torch.zeros(3))
     assert features_needed(ds, dict(num_workers=0, pin_memory=False, shuffle=False, batch_size=1)) == []

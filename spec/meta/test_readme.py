@@ -6,7 +6,6 @@ from pathlib import Path
 import pytest
 
 from batchfeed import claims
-
 from spec.promises import kind, table_verdicts
 
 ROOT = Path(__file__).resolve().parents[2]
