@@ -1,5 +1,8 @@
-"""Suite-wide guards."""
+"""The spec's set-up, wherever it runs (this repository, or the installed package that
+``batchfeed conform`` runs): hypothesis profiles, one torch thread, the markers, the global-RNG
+guard, and the end-of-run check of the verdicts against the docs."""
 
+import os
 import random
 import zlib
 
@@ -9,16 +12,37 @@ import torch
 
 from batchfeed.pytest_plugin import ledger_rows, loader_under_test
 
-from . import promises
+from . import profiles, promises
+
+profiles.register()
+
+MARKERS = [
+    "claim(id): ties a test to a tutorial claim in the claims ledger (batchfeed.claims)",
+    "cuda: needs a CUDA device (skipped with the reason when none is present)",
+    "slow: long-running; deselect with -m 'not slow'",
+    "distributed: starts several processes with torch.distributed",
+    "uses_global_rng: the test itself uses a global RNG on purpose (exempt from the RNG-leak guard)",
+]
 
 _rng_key = pytest.StashKey[tuple]()
 _randomly_key = pytest.StashKey[bool]()
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """With pytest-randomly: keep its shuffled order, turn off its reseeding of the global RNGs
+    """Markers; one intra-op torch thread unless BATCHFEED_TEST_THREADS says otherwise (the
+    spec's models are tiny: on a loaded 2-core machine a Linear(3, 2) backward pass took 20 ms
+    with torch's default 2 threads and 0.3 ms with one; benchmark runs, --benchmark-only, keep
+    torch's default so throughput is measured as users get it).
+
+    With pytest-randomly: keep its shuffled order, turn off its reseeding of the global RNGs
     before every test phase. The spec takes no randomness from global RNGs (the guard below
     checks it), and a reseed between phases would erase what a library drew in setup."""
+    for marker in MARKERS:
+        config.addinivalue_line("markers", marker)
+    # torchdata 0.11.0's StatefulDataLoader calls a deprecated torch API on every construction.
+    config.addinivalue_line("filterwarnings", "ignore:'set_vital' is deprecated:UserWarning")
+    if not config.getoption("benchmark_only", default=False):
+        torch.set_num_threads(int(os.environ.get("BATCHFEED_TEST_THREADS", "1")))
     if getattr(config.option, "randomly_reset_seed", False):  # the option exists only with pytest-randomly loaded
         config.option.randomly_reset_seed = False
         config.stash[_randomly_key] = True

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 # spec/conftest.py as a root conftest of the inner session (there it is no package: absolute import)
-GUARD = (Path(__file__).resolve().parents[1] / "conftest.py").read_text().replace("from . import promises", "from spec import promises")
+GUARD = (Path(__file__).resolve().parents[1] / "conftest.py").read_text().replace("from . import profiles, promises", "from spec import profiles, promises")
 
 CASES = {
     "reseeds": "import torch\n\ndef test_x():\n    torch.manual_seed(0)\n",
