@@ -81,6 +81,8 @@ def _build_parser() -> argparse.ArgumentParser:
                    help="write everything, machine-readable, with the versions and the device")
     o.add_argument("--quiet", action="store_true", help="no progress bar and no notes on stderr")
     c.set_defaults(parser=c)
+    sub.add_parser("conform", add_help=False, help="the conformance specification against a loader "
+                                                   "(batchfeed conform --help)")
     sub.add_parser("bench", add_help=False, help="throughput: DataLoader vs TensorLoader vs the bounds, as ratios "
                                                  "measured in one run (batchfeed bench --help)")
     return parser
@@ -152,6 +154,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from . import bench
 
         return bench.main(argv[1:], prog="batchfeed bench")
+    if argv[:1] == ["conform"]:
+        from . import conform
+
+        return conform.main(argv[1:], prog="batchfeed conform")
     args = parser.parse_args(argv)
     if args.command != "compare":  # pragma: no cover - argparse requires a known command
         raise AssertionError(f"unhandled command {args.command!r}")

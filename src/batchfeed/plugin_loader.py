@@ -194,20 +194,38 @@ def _exception_type(name: str, item: pytest.Item, where: str) -> type[BaseExcept
     return obj
 
 
+def canonical_id(nodeid: str) -> str:
+    """A test id from ``conformance/`` on (the rest as it is): the same whether the suite runs
+    from the repository (``spec/conformance/...``) or installed (``.../batchfeed_spec/conformance/...``)."""
+    path, sep, rest = nodeid.partition("::")
+    i = path.rfind("conformance/")
+    return (path[i:] if i >= 0 else path) + sep + rest
+
+
+def _module_exists(config: pytest.Config, path: str, items: list[pytest.Item]) -> bool:
+    """Whether the test module a deviation names exists, in the repository or beside the collected suite."""
+    if (config.rootpath / path).exists():
+        return True
+    canon = canonical_id(path)
+    return any(Path(item.path).parent.joinpath(canon.removeprefix("conformance/")).exists()
+               for item in items if canonical_id(item.nodeid).startswith("conformance/"))
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """CUDA skips and the known deviations, matched exactly, before -k/-m deselect anything."""
+    """CUDA skips and the known deviations, matched exactly (ids from ``conformance/`` on), before
+    -k/-m deselect anything."""
     skip_cuda = None if torch.cuda.is_available() else pytest.mark.skip(reason="no CUDA device: torch.cuda.is_available() is False")
-    by_id = {item.nodeid: item for item in items}
-    files = {item.nodeid.partition("::")[0] for item in items}
+    by_id = {canonical_id(item.nodeid): item for item in items}
+    files = {canonical_id(item.nodeid).partition("::")[0] for item in items}
     for item in items:
         if skip_cuda is not None and "cuda" in item.keywords:
             item.add_marker(skip_cuda)
     for dev in config.stash[_declarations_key].deviations:
-        item = by_id.get(dev.nodeid)
+        item = by_id.get(canonical_id(dev.nodeid))
         if item is None:
             path = dev.nodeid.partition("::")[0]
-            if path in files or not (config.rootpath / path).exists():
+            if canonical_id(path) in files or not _module_exists(config, path, items):
                 raise pytest.UsageError(f"{dev.where}: known deviation {dev.nodeid!r} matches no test of this run "
                                         "(renamed or removed? ids are matched exactly, parameters included)")
             continue  # its module is not part of this run

@@ -1,0 +1,152 @@
+"""``batchfeed conform MODULE:CALLABLE``: the conformance part of the specification against a
+loader, from an installed batchfeed (no clone needed), with a report.
+
+It runs the installed suite (the package ``batchfeed_spec``) under pytest in a fresh process,
+from the suite's own folder and configuration, so nothing in the folder it is started from
+changes the run. The exit status is pytest's: 0 only when every test passed, or skipped for a
+feature the loader's deviations file declares unsupported, or failed as a declared known
+deviation.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import xml.etree.ElementTree as ET
+from collections import Counter
+from collections.abc import Sequence
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from .argtypes import OneLineParser, loader, output_file
+
+__all__ = ["main", "outcomes", "render"]
+
+OUTCOMES = ("pass", "known deviation", "unsupported", "skipped", "fail")
+
+
+def shipped_deviations() -> dict[str, Path]:
+    """The declaration files that come with batchfeed (spec/loaders/*.txt), by name."""
+    import batchfeed_spec
+
+    return {p.stem: p for p in sorted((Path(batchfeed_spec.__file__).parent / "loaders").glob("*.txt"))}
+
+
+def _deviations(text: str) -> Path:
+    """A declaration file: a path, or the name of one that comes with batchfeed (e.g. torchdata-stateful-dataloader)."""
+    path = Path(text)
+    if path.is_file():
+        return path
+    shipped = shipped_deviations()
+    if text in shipped:
+        return shipped[text]
+    raise argparse.ArgumentTypeError(f"no such file: {text!r} (the files batchfeed ships: {', '.join(shipped)})")
+
+
+def build_parser(prog: str = "batchfeed conform") -> argparse.ArgumentParser:
+    p = OneLineParser(prog=prog, description=__doc__.split("\n\n")[0].replace("``", ""),
+                      epilog="Arguments after -- go to pytest (e.g. -- -x -k shuffl).")
+    p.add_argument("loader", type=loader, metavar="MODULE:CALLABLE",
+                   help="the loader under test, called with torch DataLoader's keywords")
+    p.add_argument("--deviations", type=_deviations, metavar="FILE|NAME",
+                   help="what the loader declares: 'unsupported: FEATURE, ...  # reason' and "
+                        "'<test id> [raises=Exception]  # reason' lines (README: Check your own loader); or the "
+                        "name of a file batchfeed ships, e.g. batchfeed-tensorloader, torchdata-stateful-dataloader")
+    p.add_argument("--report", type=output_file, metavar="OUT.md|OUT.json",
+                   help="write every behaviour's outcome, with the versions, as Markdown or JSON")
+    return p
+
+
+def outcomes(junit: Path) -> list[dict[str, str]]:
+    """Each test of the run: ``{"id", "area", "outcome", "reason"}`` from pytest's JUnit XML."""
+    rows = []
+    for case in ET.parse(junit).iter("testcase"):
+        module = case.get("classname", "").rpartition(".")[2]
+        row = {"id": f"{module}.py::{case.get('name')}", "area": module.removeprefix("test_"),
+               "outcome": "pass", "reason": ""}
+        for child in case:
+            message = (child.get("message") or "").strip()
+            if child.tag in ("failure", "error"):
+                row.update(outcome="fail", reason=message.splitlines()[0] if message else child.tag)
+            elif child.tag == "skipped" and child.get("type") == "pytest.xfail":
+                row.update(outcome="known deviation", reason=message.removeprefix("known deviation: "))
+            elif child.tag == "skipped":
+                reason = message.removeprefix("Skipped: ")
+                row.update(outcome="unsupported" if reason.startswith("declared unsupported:") else "skipped",
+                           reason=reason)
+        rows.append(row)
+    return rows
+
+
+def versions(loader_spec: str) -> dict[str, str]:
+    """torch's, batchfeed's and the loader's package's versions."""
+    top = loader_spec.partition(":")[0].split(".")[0]
+    dists = metadata.packages_distributions().get(top, [])
+    out = {}
+    for name in ("torch", "batchfeed", *dists):
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = "not installed as a distribution"
+    return out
+
+
+def render(loader_spec: str, rows: list[dict[str, str]], vers: dict[str, str], path: Path) -> str:
+    """The report as Markdown, or JSON for a ``.json`` path."""
+    if path.suffix == ".json":
+        return json.dumps({"loader": loader_spec, "versions": vers, "counts": Counter(r["outcome"] for r in rows),
+                           "results": rows}, indent=2) + "\n"
+    areas = sorted({r["area"] for r in rows})
+    lines = [f"# Conformance of `{loader_spec}`", "",
+             "Versions: " + ", ".join(f"{k} {v}" for k, v in vers.items()), "",
+             "| area | " + " | ".join(OUTCOMES) + " |", "|---|" + "---:|" * len(OUTCOMES)]
+    for area in areas:
+        c = Counter(r["outcome"] for r in rows if r["area"] == area)
+        lines.append(f"| {area} | " + " | ".join(str(c.get(o, 0)) for o in OUTCOMES) + " |")
+    lines += ["", "## Every behaviour", "", "| test | outcome | reason |", "|---|---|---|"]
+    lines += [f"| `{r['id']}` | {r['outcome']} | {r['reason'].replace('|', '/')} |" for r in rows]
+    return "\n".join(lines) + "\n"
+
+
+def run(args: argparse.Namespace, extra: Sequence[str]) -> tuple[int, list[dict[str, str]]]:
+    """The installed suite against ``args.loader`` in a fresh pytest process: (exit status, outcomes)."""
+    import batchfeed_spec
+
+    suite = Path(batchfeed_spec.__file__).parent
+    with tempfile.TemporaryDirectory() as tmp:
+        junit = Path(tmp) / "junit.xml"
+        cmd = [sys.executable, "-m", "pytest", str(suite / "conformance"), "-c", str(suite / "conform.ini"),
+               "--rootdir", str(suite), "-p", "batchfeed.pytest_plugin", f"--loader={args.loader}",
+               "-p", "no:cacheprovider", f"--junitxml={junit}", *extra]
+        if args.deviations is not None:
+            cmd.append(f"--loader-deviations={args.deviations.resolve()}")
+        code = subprocess.run(cmd, check=False).returncode
+        return code, (outcomes(junit) if junit.exists() else [])
+
+
+def main(argv: Sequence[str] | None = None, prog: str = "batchfeed conform") -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    extra: list[str] = []
+    if "--" in argv:
+        argv, extra = argv[:argv.index("--")], argv[argv.index("--") + 1:]
+    args = build_parser(prog).parse_args(argv)
+    code, rows = run(args, extra)
+    counts = Counter(r["outcome"] for r in rows)
+    print(f"{prog}: {args.loader}: " + ", ".join(f"{counts.get(o, 0)} {o}" for o in OUTCOMES)
+          + f" -> exit {code}" + (" (conforms)" if code == 0 else ""), file=sys.stderr)
+    if args.report is not None and rows:
+        args.report.write_text(render(args.loader, rows, versions(args.loader), args.report))
+        print(f"wrote {args.report}", file=sys.stderr)
+    return code
+
+
+def _main_module(argv: Any = None) -> int:  # pragma: no cover - python -m batchfeed.conform
+    return main(argv, prog="python -m batchfeed.conform")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(_main_module())
