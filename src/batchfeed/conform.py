@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -124,7 +125,10 @@ def run(args: argparse.Namespace, extra: Sequence[str]) -> tuple[int, list[dict[
                "-p", "no:cacheprovider", f"--junitxml={junit}", *extra]
         if args.deviations is not None:
             cmd.append(f"--loader-deviations={args.deviations.resolve()}")
-        code = subprocess.run(cmd, check=False).returncode
+        # From a scratch folder, so nothing the run writes (.hypothesis, .benchmarks) lands where the
+        # user is; the user's folder stays importable, as it is for `python -c "import mypackage"`.
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [os.getcwd(), os.environ.get("PYTHONPATH")])))
+        code = subprocess.run(cmd, check=False, cwd=tmp, env=env).returncode
         return code, (outcomes(junit) if junit.exists() else [])
 
 
