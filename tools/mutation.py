@@ -93,7 +93,7 @@ def prepare(workdir: Path, module: str, target: dict) -> None:
     if missing:
         print(f"note: {', '.join(missing)} not found; running without", file=sys.stderr)
     if not tests:
-        sys.exit(f"{module}: none of its spec files exists: {', '.join(target['tests'])}")
+        raise FileNotFoundError(f"{module}: none of its spec files exists: {', '.join(target['tests'])}")
     config = {
         "source_paths": ["src"],
         "only_mutate": [f"src/batchfeed/{module}.py"],
@@ -237,7 +237,11 @@ def main() -> int:
     results = {}
     for module in args.modules:
         cwd = os.getcwd()
-        results[module] = run_module(module, args)
+        try:
+            results[module] = run_module(module, args)
+        except FileNotFoundError as exc:
+            print(exc, file=sys.stderr)
+            results[module] = False
         os.chdir(cwd)
     if len(results) > 1:
         print("\n".join(f"{m}: {'meets' if ok else 'misses'} the target" for m, ok in results.items()))
