@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 import warnings
 from collections import namedtuple
 
@@ -680,9 +681,14 @@ def test_pin_memory_warnings_point_at_the_line_that_iterates():
     """The pin_memory warnings name the user's line that starts the epoch, not TensorLoader's code."""
     if torch.accelerator.is_available():
         pytest.skip("an accelerator is present: pinning really happens (see the cuda test)")
-    _, caught = _warnings_of(lambda: TensorLoader(IndexedDataset(10), batch_size=3, pin_memory=True,
-                                                 pin_memory_device="cuda", generator=torch.Generator()))
-    assert len(caught) == 2 and all(w.filename == __file__ for w in caught), [(w.filename, w.lineno) for w in caught]
+    loader = TensorLoader(IndexedDataset(10), batch_size=3, pin_memory=True, pin_memory_device="cuda",
+                          generator=torch.Generator())
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        line = sys._getframe().f_lineno + 1
+        iter(loader)
+    assert len(caught) == 2, [str(w.message) for w in caught]
+    assert all((w.filename, w.lineno) == (__file__, line) for w in caught), [(w.filename, w.lineno) for w in caught]
 
 
 @pytest.mark.cuda

@@ -115,7 +115,7 @@ def load_equivalents(module: str) -> dict[str, dict]:
     if not EQUIVALENTS.exists():
         return {}
     data = tomllib.loads(EQUIVALENTS.read_text())
-    return {e["mutant"]: e for e in data.get(module, [])}  # kind: "equivalent" (default) or "cuda"
+    return {e["mutant"]: e for e in data.get(module, [])}  # kind: "equivalent" (default), "cuda", "mutmut"
 
 
 def added_lines(diff: str) -> list[str]:
@@ -136,7 +136,7 @@ def report(workdir: Path, module: str, target: dict, elapsed: float | None) -> b
     diffs = {name: get_diff_for_mutant(name, path=f"src/batchfeed/{module}.py")
              for name, st in status.items() if st not in KILLED or name in equivalents}
 
-    stale, equivalent, cuda = [], [], []
+    stale, equivalent, cuda, outside = [], [], [], []
     for name, entry in equivalents.items():
         if name not in status:
             stale.append(f"{name}: no such mutant any more")
@@ -145,7 +145,7 @@ def report(workdir: Path, module: str, target: dict, elapsed: float | None) -> b
         elif entry["mutation"].strip() not in added_lines(diffs[name]):
             stale.append(f"{name}: now mutates {added_lines(diffs[name])}, the entry says {entry['mutation']!r}")
         else:
-            (cuda if entry.get("kind") == "cuda" else equivalent).append(name)
+            {"cuda": cuda, "mutmut": outside}.get(entry.get("kind", "equivalent"), equivalent).append(name)
     killed = sorted(n for n, st in status.items() if st in KILLED)
     survived = sorted(n for n, st in status.items() if st not in KILLED and n not in equivalent)
     total = len(status)
@@ -179,9 +179,12 @@ def report(workdir: Path, module: str, target: dict, elapsed: float | None) -> b
         out += ["## Timed out (counted as killed)", ""] + [f"- `{n}`" for n in timeouts] + [""]
     out += ["## Survivors a CPU cannot observe (need CUDA)", ""]
     out += [f"- `{n}`: {equivalents[n]['reason']}" for n in cuda] + [""]
+    if outside:
+        out += ["## Survivors killed by a test mutmut cannot run", ""]
+        out += [f"- `{n}`: {equivalents[n]['reason']}" for n in outside] + [""]
     out += ["## Survivors", ""]
     for name in survived:
-        if name in cuda:
+        if name in cuda or name in outside:
             continue
         out += [f"### {name} ({status[name]})", "", "```diff", diffs[name], "```", ""]
     out += ["## Equivalent", ""] + [f"- `{n}`: {equivalents[n]['reason']}" for n in equivalent]
