@@ -699,10 +699,10 @@ def test_pin_memory_pins_every_batch(kw):
     """pin_memory=True with CUDA present: every tensor of every batch is in pinned memory, with the unpinned batches' values."""
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        batches = _epochs(TensorLoader(IndexedDataset(10), pin_memory=True, generator=torch.Generator().manual_seed(0), **kw), 1)
-    assert all(t.is_pinned() for b in batches[0] for t in b)
+        batches = list(TensorLoader(IndexedDataset(10), pin_memory=True, generator=torch.Generator().manual_seed(0), **kw))
+    assert all(t.is_pinned() for b in batches for t in b)
     expected = _epochs(TensorLoader(IndexedDataset(10), generator=torch.Generator().manual_seed(0), **kw), 1)
-    assert_same_epochs(batches, expected, context=f"pin_memory=True, {kw}")
+    assert_same_epochs([[list(b) for b in batches]], expected, context=f"pin_memory=True, {kw}")
 
 
 # --- resumable state ----------------------------------------------------------------------------
