@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 import warnings
 from collections import namedtuple
 
@@ -381,11 +382,15 @@ def _row_bytes(tensors) -> int:
     pytest.param((torch.zeros(50, 3), torch.zeros(50, dtype=torch.int64)), 3, 1, id="one-batch-per-chunk"),
 ])
 @pytest.mark.parametrize("shuffle", [False, True])
-def test_a_kept_batch_holds_about_chunk_bytes_of_memory(tensors, batch_size, chunk, shuffle):
-    """A batch is a view into its chunk: keeping it keeps at most chunk_bytes (default 8 MiB on CPU) or one batch alive, and a chunk is not much smaller."""
+@pytest.mark.parametrize("device", ["cpu", "meta"])
+def test_a_kept_batch_holds_about_chunk_bytes_of_memory(tensors, batch_size, chunk, shuffle, device):
+    """A batch is a view into its chunk: keeping it keeps at most chunk_bytes (default 8 MiB on CPU, 64 MiB on other devices) or one batch alive, and a chunk is not much smaller.
+
+    The meta device (tensors without data) stands for a GPU: the same device paths, on any machine.
+    """
     row = _row_bytes(tensors)
-    budget = chunk or 8 << 20
-    loader = TensorLoader(tensors, batch_size=batch_size, shuffle=shuffle, chunk_bytes=chunk,
+    budget = chunk or (8 << 20 if device == "cpu" else 64 << 20)
+    loader = TensorLoader(tensors, batch_size=batch_size, shuffle=shuffle, chunk_bytes=chunk, device=device,
                           generator=torch.Generator().manual_seed(0))
     held = [sum(t.untyped_storage().nbytes() for t in batch) for batch in loader]
     assert max(held) <= max(budget, batch_size * row), f"a batch holds {max(held)} bytes, chunk_bytes={budget}"
@@ -601,6 +606,42 @@ def test_device_option_moves_the_data_once(device):
                        context=f"device={device} vs cpu, same CPU generator")
 
 
+@pytest.mark.parametrize("kw", [
+    pytest.param(dict(batch_size=6, shuffle=True), id="shuffled"),
+    pytest.param(dict(batch_size=6), id="in-order"),
+    pytest.param(dict(batch_size=None, shuffle=True), id="unbatched"),
+    pytest.param(dict(batch_sampler=[[1, 2], [0]]), id="batch_sampler"),
+    pytest.param(dict(sampler=[4, 0], batch_size=None), id="unbatched-sampler"),
+])
+def test_device_option_on_a_device_without_data(kw):
+    """device='meta' (tensors without data: the device paths run on any machine): the data is moved there and every batch is there, with the CPU batches' shapes."""
+    X, y = torch.arange(60.0).reshape(20, 3), torch.arange(20)
+    loader = TensorLoader((X, y), device="meta", generator=torch.Generator().manual_seed(3), **kw)
+    assert all(t.device.type == "meta" for t in loader.tensors) and loader.device.type == "meta"
+    got = [[(t.device.type, tuple(t.shape), t.dtype) for t in b] for b in loader]
+    cpu = TensorLoader((X, y), generator=torch.Generator().manual_seed(3), **kw)
+    assert got == [[("meta", tuple(t.shape), t.dtype) for t in b] for b in cpu]
+
+
+def test_device_option_serves_every_order_from_the_device(device):
+    """device=...: in order, shuffled without a generator, a user's sampler, a batch_sampler: the CPU loader's batches, from the device."""
+    X, y = torch.arange(60.0).reshape(20, 3), torch.arange(20)
+    saved = torch.random.get_rng_state()
+    try:
+        for kw in (dict(batch_size=6), dict(batch_sampler=[[1, 2], [0, 19]]), dict(sampler=[4, 0, 7], batch_size=2),
+                   dict(sampler=[4, 0], batch_size=None)):
+            on_device = TensorLoader((X, y), device=device, generator=torch.Generator(), **kw)
+            expected = _epochs(TensorLoader((X, y), generator=torch.Generator(), **kw), 1)
+            got = _epochs(on_device, 1)
+            assert all(t.device == device for b in got[0] for t in b), kw
+            assert_same_epochs([[[t.cpu() for t in b] for b in e] for e in got], expected, context=f"{kw} on {device}")
+        torch.manual_seed(0)  # generator=None: the permutation is drawn on the data's device, from a global-RNG seed
+        labels = [i for _, yb in TensorLoader((X, y), batch_size=6, shuffle=True, device=device) for i in yb.tolist()]
+        assert sorted(labels) == list(range(20))
+    finally:
+        torch.random.set_rng_state(saved)
+
+
 @pytest.mark.cuda
 def test_gpu_resident_mode_draws_the_permutation_on_the_gpu():
     """device='cuda' with a CUDA generator: the data, the permutation and every batch stay on the GPU."""
@@ -639,20 +680,28 @@ def test_pin_memory_warnings_point_at_the_line_that_iterates():
     """The pin_memory warnings name the user's line that starts the epoch, not TensorLoader's code."""
     if torch.accelerator.is_available():
         pytest.skip("an accelerator is present: pinning really happens (see the cuda test)")
-    _, caught = _warnings_of(lambda: TensorLoader(IndexedDataset(10), batch_size=3, pin_memory=True,
-                                                 pin_memory_device="cuda", generator=torch.Generator()))
-    assert len(caught) == 2 and all(w.filename == __file__ for w in caught), [(w.filename, w.lineno) for w in caught]
+    loader = TensorLoader(IndexedDataset(10), batch_size=3, pin_memory=True, pin_memory_device="cuda",
+                          generator=torch.Generator())
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        line = sys._getframe().f_lineno + 1
+        iter(loader)
+    assert len(caught) == 2, [str(w.message) for w in caught]
+    assert all((w.filename, w.lineno) == (__file__, line) for w in caught), [(w.filename, w.lineno) for w in caught]
 
 
 @pytest.mark.cuda
-@pytest.mark.parametrize("kw", [dict(batch_size=3, shuffle=True), dict(batch_size=None), dict(batch_sampler=[[0, 2]])],
-                         ids=["batched", "unbatched", "batch_sampler"])
+@pytest.mark.parametrize("kw", [dict(batch_size=3, shuffle=True), dict(batch_size=3), dict(batch_size=None),
+                                dict(batch_sampler=[[0, 2]]), dict(sampler=[3, 1], batch_size=None)],
+                         ids=["batched", "in-order", "unbatched", "batch_sampler", "unbatched-sampler"])
 def test_pin_memory_pins_every_batch(kw):
-    """pin_memory=True with CUDA present: every tensor of every batch is in pinned memory."""
+    """pin_memory=True with CUDA present: every tensor of every batch is in pinned memory, with the unpinned batches' values."""
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         batches = list(TensorLoader(IndexedDataset(10), pin_memory=True, generator=torch.Generator().manual_seed(0), **kw))
     assert all(t.is_pinned() for b in batches for t in b)
+    expected = _epochs(TensorLoader(IndexedDataset(10), generator=torch.Generator().manual_seed(0), **kw), 1)
+    assert_same_epochs([[list(b) for b in batches]], expected, context=f"pin_memory=True, {kw}")
 
 
 # --- resumable state ----------------------------------------------------------------------------
@@ -972,6 +1021,22 @@ def test_resume_unbatched_or_with_a_users_sampler_gives_the_uninterrupted_run(co
     stops = [(e, k if k is None else min(k, length)) for e, k in stops]  # one-partial-batch has one batch per epoch
     uninterrupted = _with_global_seed(lambda: [[b[1].tolist() for b in loader] for loader in [make(0)] for _ in range(3)])
     assert _with_global_seed(lambda: _run_resuming(make, stops)) == uninterrupted, f"{config}, resumed at {stops}"
+
+
+@pytest.mark.parametrize("config", RESUME_CONFIGS)
+def test_a_state_saved_between_iter_and_the_first_batch_resumes_the_whole_epoch(config):
+    """iter() called, no batch taken, state saved: the resumed loader yields that whole epoch, then the next, as uninterrupted."""
+    make = _resume_configs()[config]
+
+    def run():
+        loader = make(0)
+        iter(loader)
+        resumed = make(1)
+        resumed.load_state_dict(json.loads(json.dumps(loader.state_dict())))
+        return [[b[1].tolist() for b in resumed] for _ in range(2)]
+
+    expected = _with_global_seed(lambda: [[b[1].tolist() for b in loader] for loader in [make(0)] for _ in range(2)])
+    assert _with_global_seed(run) == expected
 
 
 @pytest.mark.parametrize("config", RESUME_CONFIGS)

@@ -237,6 +237,20 @@ def test_the_device_option_trains_there(device):
     hist = train_minibatch(model, [(X, y)], X, y, epochs=2)  # default: the model's device
     assert all(p.device == device for p in model.parameters()), "the model was moved off its device"
     assert hist.epoch_loss == pytest.approx(cpu.epoch_loss, rel=1e-5)
+    model = make_model(seed=10)
+    hist = train_minibatch(model, [(X, y)], X, y, epochs=2, device=device)
+    assert all(p.device == device for p in model.parameters())
+    assert hist.epoch_loss == pytest.approx(cpu.epoch_loss, rel=1e-5)
+
+
+def test_full_batch_gradient_runs_on_the_models_device(device):
+    """full_batch_gradient moves CPU batches to the model's device: the gradient is there and equals the CPU one."""
+    X, y = make_seed_data(30, 3, seed=17)
+    cpu = full_batch_gradient(make_model(seed=17), nn.CrossEntropyLoss(), _batches(X, y, 8))
+    got = full_batch_gradient(make_model(seed=17).to(device), nn.CrossEntropyLoss(), _batches(X, y, 8))
+    for g, c in zip(got, cpu):
+        assert g.device == device
+        torch.testing.assert_close(g.cpu(), c, rtol=1e-5, atol=1e-6)
 
 
 # --- time ------------------------------------------------------------------------------------------

@@ -93,7 +93,7 @@ def prepare(workdir: Path, module: str, target: dict) -> None:
     if missing:
         print(f"note: {', '.join(missing)} not found; running without", file=sys.stderr)
     if not tests:
-        sys.exit(f"{module}: none of its spec files exists: {', '.join(target['tests'])}")
+        raise FileNotFoundError(f"{module}: none of its spec files exists: {', '.join(target['tests'])}")
     config = {
         "source_paths": ["src"],
         "only_mutate": [f"src/batchfeed/{module}.py"],
@@ -115,14 +115,14 @@ def load_equivalents(module: str) -> dict[str, dict]:
     if not EQUIVALENTS.exists():
         return {}
     data = tomllib.loads(EQUIVALENTS.read_text())
-    return {e["mutant"]: e for e in data.get(module, [])}
+    return {e["mutant"]: e for e in data.get(module, [])}  # kind: "equivalent" (default), "cuda", "mutmut"
 
 
 def added_lines(diff: str) -> list[str]:
     return [ln[1:].strip() for ln in diff.splitlines() if ln.startswith("+") and not ln.startswith("+++")]
 
 
-def report(workdir: Path, module: str, target: dict, elapsed: float) -> bool:
+def report(workdir: Path, module: str, target: dict, elapsed: float | None) -> bool:
     os.chdir(workdir)  # mutmut reads its config and mutants/ from the working directory
     from mutmut.configuration import reset_config
     from mutmut.mutation.diff_apply import get_diff_for_mutant
@@ -136,20 +136,21 @@ def report(workdir: Path, module: str, target: dict, elapsed: float) -> bool:
     diffs = {name: get_diff_for_mutant(name, path=f"src/batchfeed/{module}.py")
              for name, st in status.items() if st not in KILLED or name in equivalents}
 
-    stale, equivalent = [], []
+    stale, equivalent, cuda, outside = [], [], [], []
     for name, entry in equivalents.items():
         if name not in status:
             stale.append(f"{name}: no such mutant any more")
         elif status[name] in KILLED:
-            stale.append(f"{name}: listed as equivalent but killed")
+            stale.append(f"{name}: listed ({entry.get('kind', 'equivalent')}) but killed")
         elif entry["mutation"].strip() not in added_lines(diffs[name]):
             stale.append(f"{name}: now mutates {added_lines(diffs[name])}, the entry says {entry['mutation']!r}")
         else:
-            equivalent.append(name)
+            {"cuda": cuda, "mutmut": outside}.get(entry.get("kind", "equivalent"), equivalent).append(name)
     killed = sorted(n for n, st in status.items() if st in KILLED)
     survived = sorted(n for n, st in status.items() if st not in KILLED and n not in equivalent)
     total = len(status)
     score = len(killed) / (total - len(equivalent)) if total > len(equivalent) else 1.0
+    cpu_total = total - len(equivalent) - len(cuda)
     by_status: dict[str, int] = {}
     for st in status.values():
         by_status[st] = by_status.get(st, 0) + 1
@@ -162,10 +163,13 @@ def report(workdir: Path, module: str, target: dict, elapsed: float) -> bool:
         f"- tool: mutmut {mutmut.__version__}; HYPOTHESIS_PROFILE={os.environ.get('HYPOTHESIS_PROFILE', PROFILE)}; "
         f"tests: {' '.join(target['tests'])} {' '.join(target['args'])}".rstrip(),
         f"- {datetime.date.today().isoformat()}, {platform.node()}, {os.cpu_count()} CPUs, "
-        f"python {platform.python_version()}, run time {elapsed / 60:.1f} min",
+        f"python {platform.python_version()}, "
+        + ("report only" if elapsed is None else f"run time {elapsed / 60:.1f} min"),
         f"- mutmut's verdicts: {', '.join(f'{k} {v}' for k, v in sorted(by_status.items()))}",
         f"- total {total}, killed {len(killed)}, survived {len(survived)}, equivalent {len(equivalent)}: "
         f"score {len(killed)}/{total - len(equivalent)} = {score:.1%} (target {TARGET_SCORE:.0%})",
+        f"- of the survivors, {len(cuda)} need a CUDA device to be observed (listed as kind = \"cuda\"); "
+        f"on what a CPU can observe: {len(killed)}/{cpu_total} = {len(killed) / max(cpu_total, 1):.1%}",
         "",
     ]
     if stale:
@@ -173,8 +177,15 @@ def report(workdir: Path, module: str, target: dict, elapsed: float) -> bool:
     timeouts = sorted(n for n, st in status.items() if st == "timeout")
     if timeouts:
         out += ["## Timed out (counted as killed)", ""] + [f"- `{n}`" for n in timeouts] + [""]
+    out += ["## Survivors a CPU cannot observe (need CUDA)", ""]
+    out += [f"- `{n}`: {equivalents[n]['reason']}" for n in cuda] + [""]
+    if outside:
+        out += ["## Survivors killed by a test mutmut cannot run", ""]
+        out += [f"- `{n}`: {equivalents[n]['reason']}" for n in outside] + [""]
     out += ["## Survivors", ""]
     for name in survived:
+        if name in cuda or name in outside:
+            continue
         out += [f"### {name} ({status[name]})", "", "```diff", diffs[name], "```", ""]
     out += ["## Equivalent", ""] + [f"- `{n}`: {equivalents[n]['reason']}" for n in equivalent]
     text = "\n".join(out) + "\n"
@@ -211,7 +222,7 @@ def run_module(module: str, args: argparse.Namespace) -> bool:
         if rc != 0:
             print(f"{module}: mutmut run exited with {rc}", file=sys.stderr)
             return False
-    elapsed = (datetime.datetime.now() - start).total_seconds()
+    elapsed = None if args.report_only else (datetime.datetime.now() - start).total_seconds()
     return report(workdir, module, target, elapsed)
 
 
@@ -229,7 +240,11 @@ def main() -> int:
     results = {}
     for module in args.modules:
         cwd = os.getcwd()
-        results[module] = run_module(module, args)
+        try:
+            results[module] = run_module(module, args)
+        except FileNotFoundError as exc:
+            print(exc, file=sys.stderr)
+            results[module] = False
         os.chdir(cwd)
     if len(results) > 1:
         print("\n".join(f"{m}: {'meets' if ok else 'misses'} the target" for m, ok in results.items()))
