@@ -92,7 +92,7 @@ def test_getitems_accepts_every_index_getitem_accepts(indices):
 
 @pytest.mark.parametrize(("indices", "match"), [
     # A Python sequence is checked index by index, as dataset[i]: the bad index is named.
-    pytest.param([True, False], r"indices must be integers, got bool True", id="bools"),
+    pytest.param([True, False], r"^PairDataset indices must be integers, got bool True$", id="bools"),
     pytest.param([0, True], r"indices must be integers, got bool True", id="int-and-bool"),
     pytest.param([0.0, 1.0], r"indices must be integers, got float 0\.0", id="floats"),
     pytest.param([[0, 1]], r"indices must be integers, got list \[0, 1\]", id="nested-list"),
@@ -140,7 +140,7 @@ def test_out_of_range_index_raises_index_error_naming_it(index):
 def test_non_integer_index_raises_type_error(index):
     """A non-integer index raises TypeError naming its type; bools (Python or tensor) and one-element tensors are not indices."""
     ds = PairDataset(*make_seed_data(10))
-    with pytest.raises(TypeError, match=rf"indices must be integers, got {type(index).__name__} "):
+    with pytest.raises(TypeError, match=rf"^PairDataset indices must be integers, got {type(index).__name__} "):
         ds[index]
 
 

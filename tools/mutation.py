@@ -3,7 +3,8 @@
     python tools/mutation.py MODULE [MODULE ...] [--jobs N] [--keep] [--mutant NAME ...]
     tox -e mutation -- loader            # the same in tox's environment (default: all four modules)
 
-MODULE is one of loader, datasets, training, claims (``src/batchfeed/MODULE.py``).
+MODULE is one of loader, datasets, training, claims (``src/batchfeed/MODULE.py``, or the files it was
+split into: SOURCES).
 
 Each module is mutated alone and tested with the spec files that specify it (TARGETS).
 The run happens in a scratch copy of the project, ``out/mutation/<module>/`` (git-ignored):
@@ -79,6 +80,16 @@ def _status(code: int | None) -> str:
     return status_by_exit_code[code]
 
 
+#: What each target mutates: a module, or the files a module became when it was split (issue 13:
+#: TensorLoader is the loader/ package, make_model and evaluate moved from training.py to model.py).
+SOURCES = {"loader": ["src/batchfeed/loader/*.py"], "training": ["src/batchfeed/training.py", "src/batchfeed/model.py"]}
+
+
+def module_paths(module: str) -> list[str]:
+    """The source files mutmut mutates for ``module`` (globs allowed)."""
+    return SOURCES.get(module, [f"src/batchfeed/{module}.py"])
+
+
 def prepare(workdir: Path, module: str, target: dict) -> None:
     """A scratch copy of the project with a [tool.mutmut] config for ``module`` only."""
     for name in ("src", "spec", "mutants"):
@@ -96,7 +107,7 @@ def prepare(workdir: Path, module: str, target: dict) -> None:
         raise FileNotFoundError(f"{module}: none of its spec files exists: {', '.join(target['tests'])}")
     config = {
         "source_paths": ["src"],
-        "only_mutate": [f"src/batchfeed/{module}.py"],
+        "only_mutate": module_paths(module),
         "also_copy": ["spec/", "conftest.py"],
         "pytest_add_cli_args_test_selection": tests,
         "pytest_add_cli_args": ["-p", "no:cacheprovider", *target["args"]],
@@ -129,12 +140,20 @@ def report(workdir: Path, module: str, target: dict, elapsed: float | None) -> b
 
     reset_config()
 
-    meta = json.loads((workdir / "mutants" / "src" / "batchfeed" / f"{module}.py.meta").read_text())
-    codes: dict[str, int | None] = meta["exit_code_by_key"]
+    codes: dict[str, int | None] = {}
+    where: dict[str, str] = {}  # mutant -> the source file it changes
+    for pattern in module_paths(module):
+        for source in sorted(ROOT.glob(pattern)):
+            rel = str(source.relative_to(ROOT))
+            meta_path = workdir / "mutants" / f"{rel}.meta"
+            if not meta_path.exists():  # a file with nothing mutmut mutates (only constants, a docstring)
+                continue
+            for name, code in json.loads(meta_path.read_text())["exit_code_by_key"].items():
+                codes[name], where[name] = code, rel
     status = {name: _status(code) for name, code in codes.items()}
     equivalents = load_equivalents(module)
-    diffs = {name: get_diff_for_mutant(name, path=f"src/batchfeed/{module}.py")
-             for name, st in status.items() if st not in KILLED or name in equivalents}
+    diffs = {name: get_diff_for_mutant(name, path=where[name])
+             for name, st in status.items() if name in where and (st not in KILLED or name in equivalents)}
 
     stale, equivalent, cuda, outside = [], [], [], []
     for name, entry in equivalents.items():
@@ -158,7 +177,7 @@ def report(workdir: Path, module: str, target: dict, elapsed: float | None) -> b
     import mutmut
 
     out = [
-        f"# Mutation score: src/batchfeed/{module}.py",
+        f"# Mutation score: {', '.join(module_paths(module))}",
         "",
         f"- tool: mutmut {mutmut.__version__}; HYPOTHESIS_PROFILE={os.environ.get('HYPOTHESIS_PROFILE', PROFILE)}; "
         f"tests: {' '.join(target['tests'])} {' '.join(target['args'])}".rstrip(),
