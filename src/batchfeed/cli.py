@@ -61,6 +61,17 @@ def _build_parser() -> argparse.ArgumentParser:
                    help="run seeds seed..seed+K-1; report mean±std and how many seeds agree with each verdict")
     c.add_argument("--no-memory", action="store_true",
                    help="skip the peak-memory measurement (two fresh processes, a few seconds)")
+    _add_sweep_and_output(c)
+    c.set_defaults(parser=c)
+    sub.add_parser("conform", add_help=False, help="the conformance specification against a loader "
+                                                   "(batchfeed conform --help)")
+    sub.add_parser("bench", add_help=False, help="throughput: DataLoader vs TensorLoader vs the bounds, as ratios "
+                                                 "measured in one run (batchfeed bench --help)")
+    return parser
+
+
+def _add_sweep_and_output(c: argparse.ArgumentParser) -> None:
+    """``compare``'s batch-size sweep and output options."""
     s = c.add_argument_group("batch-size sweep (McCandlish et al. 2018)")
     s.add_argument("--batch-sizes", type=list_of(positive_int, "positive integers"), nargs="?",
                    const=(), metavar="B1,B2,...",
@@ -80,12 +91,6 @@ def _build_parser() -> argparse.ArgumentParser:
     o.add_argument("--json", type=output_file, metavar="OUT.json",
                    help="write everything, machine-readable, with the versions and the device")
     o.add_argument("--quiet", action="store_true", help="no progress bar and no notes on stderr")
-    c.set_defaults(parser=c)
-    sub.add_parser("conform", add_help=False, help="the conformance specification against a loader "
-                                                   "(batchfeed conform --help)")
-    sub.add_parser("bench", add_help=False, help="throughput: DataLoader vs TensorLoader vs the bounds, as ratios "
-                                                 "measured in one run (batchfeed bench --help)")
-    return parser
 
 
 def _progress_bar(total: int, quiet: bool):
