@@ -335,3 +335,17 @@ def test_close_releases_the_files_and_the_next_read_reopens_them(tutorial_files,
 def test_repr_names_the_source(tutorial_files):
     r = repr(TensorLoader(NpyDataset(*tutorial_files), batch_size=8))
     assert "source=NpyDataset(n=1000" in r and "X.npy" in r
+
+
+@pytest.mark.parametrize("mmap", [True, False], ids=["memmap", "pread"])
+def test_a_big_endian_file_is_served_in_the_machines_byte_order(tmp_path, mmap):
+    """torch holds native byte order only: a '>f4' features file reads as float32 of the same values,
+    per sample and per batch alike."""
+    X = np.arange(40, dtype=">f4").reshape(10, 4)
+    np.save(tmp_path / "X.npy", X)
+    np.save(tmp_path / "y.npy", np.arange(10, dtype=">i8"))
+    ds = NpyDataset(tmp_path / "X.npy", tmp_path / "y.npy", mmap=mmap)
+    xb, yb = next(iter(TensorLoader(ds, batch_size=10, generator=torch.Generator())))
+    assert xb.dtype == torch.float32 and torch.equal(xb, torch.arange(40.0).reshape(10, 4))
+    assert yb.dtype == torch.int64 and torch.equal(yb, torch.arange(10))
+    assert torch.equal(ds[3][0], xb[3]) and ds[3][1].item() == 3

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -18,10 +19,11 @@ from ._common import (
     check_positive_int,
     read_npy_header,
 )
-from .rows import MAX_GAP_BYTES, RowPlan, batch_indices, plan_rows, pread_rows, take_rows
+from .rows import MAX_GAP_BYTES, RowPlan, batch_indices, map_rows, native, plan_rows, pread_rows, take_rows
 
 __all__ = ["NpyDataset", "write_npy_dataset"]
 
+_OPENING = threading.Lock()
 #: dtype kinds torch can hold: bool, signed/unsigned integers, floats, complex.
 _NUMERIC_KINDS = "biufc"
 
@@ -118,23 +120,24 @@ class NpyDataset(SourceDataset):
                     pass
 
     def _files(self) -> tuple[Any, Any]:
-        if self._open is None:
-            if self.mmap:  # plain ndarray views: numpy.memmap's own indexing costs several times more per call
-                self._open = tuple(np.asarray(np.load(h.path, mmap_mode="r")) for h in self._headers)
-            else:
-                self._open = tuple(os.open(h.path, os.O_RDONLY) for h in self._headers)
-        return self._open
+        with _OPENING:  # reader threads (TensorLoader's prefetch) may ask at once; open once
+            if self._open is None:
+                if self.mmap:
+                    self._open = tuple(map_rows(h.path) for h in self._headers)
+                else:
+                    self._open = tuple(os.open(h.path, os.O_RDONLY) for h in self._headers)
+            return self._open
 
-    def _read_rows(self, which: int, rows: np.ndarray, plan: RowPlan | None) -> np.ndarray:
+    def _read_rows(self, which: int, rows: np.ndarray, plan: RowPlan | None) -> torch.Tensor:
         """Rows ``rows`` (valid int64) of file ``which`` (0 features, 1 labels), in that order, as fresh memory."""
         if self.mmap:
             return take_rows(self._files()[which], rows)
         h = self._headers[which]
         out, _calls = pread_rows(self._files()[which], h.path, h.offset, h.shape[1:], h.dtype,
                                  plan if plan is not None else plan_rows(rows), max_gap_bytes=self.max_gap_bytes)
-        return out
+        return torch.from_numpy(native(out))
 
-    def _rows(self, which: int, rows: Sequence[int]) -> np.ndarray:
+    def _rows(self, which: int, rows: Sequence[int]) -> torch.Tensor:
         return self._read_rows(which, np.asarray(rows, dtype=np.int64), None)
 
     def read_batch(self, indices: Any) -> list[torch.Tensor]:
@@ -142,7 +145,8 @@ class NpyDataset(SourceDataset):
         negatives allowed) as one batch ``[features, labels]``, equal to
         ``default_collate([self[i] for i in indices])``, which DataLoader would build.
 
-        Each file is read once for the whole batch: one ``take`` from the memory map, or
+        Each file is read once for the whole batch: one ``index_select`` from the memory map
+        (the GIL released, page faults included), or
         (``mmap=False``) its rows sorted, each read once by ``preadv`` calls that coalesce
         nearby rows, then put back in ``indices``' order. Transforms run on the whole batch when they have an exact
         batch form (:meth:`batchfeed.transforms.Normalize.on_batch`), per sample otherwise,
@@ -156,8 +160,8 @@ class NpyDataset(SourceDataset):
         """
         rows = batch_indices(indices, self._n, self)
         plan = None if self.mmap else plan_rows(rows)  # shared by the two files
-        xb = torch.from_numpy(self._read_rows(0, rows, plan))
-        yb = torch.from_numpy(self._read_rows(1, rows, plan))
+        xb = self._read_rows(0, rows, plan)
+        yb = self._read_rows(1, rows, plan)
         return self._finish_batch(rows, xb, yb)
 
     @property
@@ -170,15 +174,15 @@ class NpyDataset(SourceDataset):
         return self._n
 
     def _read(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
-        return torch.from_numpy(self._rows(0, [i]))[0], torch.from_numpy(self._rows(1, [i]))[0]
+        return self._rows(0, [i])[0], self._rows(1, [i])[0]
 
     def __getitems__(self, indices: Sequence[int]) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """A whole batch as a list of samples, each file read once (as :meth:`read_batch`); torch's fetcher calls this."""
         rows = [check_index(type(self).__name__, i, self._n) for i in indices]
         if not rows:
             return []
-        xs = torch.from_numpy(self._rows(0, rows)).unbind(0)
-        ys = torch.from_numpy(self._rows(1, rows)).unbind(0)
+        xs = self._rows(0, rows).unbind(0)
+        ys = self._rows(1, rows).unbind(0)
         return [self._finish(i, x, y) for i, x, y in zip(rows, xs, ys)]
 
     def __repr__(self) -> str:

@@ -2,29 +2,32 @@
 
 Two back ends:
 
-* a memory map: one ``ndarray.take`` of the rows, in the caller's order, from a plain
-  ndarray view of the map (``numpy.memmap``'s own indexing costs more per call);
+* a memory map: one ``index_select`` of the rows, in the caller's order, from a tensor over
+  the map;
 * ``os.preadv``: the rows are read sorted (file order, each row once), then put back in the
   caller's order with one in-memory gather; rows that are adjacent in the file, or at most
   ``max_gap_bytes`` apart, are read with one call (the bytes between them go to a scratch
   buffer), so sequential and block-shuffled batches take a few reads, not one per row.
 
-Nothing here knows about datasets or tensors; :class:`~batchfeed.sources.NpyDataset` calls it.
+Nothing here knows about datasets; :class:`~batchfeed.sources.NpyDataset` calls it.
 """
 
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from ._common import SourceError
 
-__all__ = ["IOV_MAX", "MAX_GAP_BYTES", "RowPlan", "batch_indices", "plan_rows", "pread_rows", "take_rows"]
+__all__ = ["IOV_MAX", "MAX_GAP_BYTES", "RowPlan", "batch_indices", "map_rows", "native", "plan_rows", "pread_rows",
+           "take_rows"]
 
 #: Bytes between two wanted rows that a preadv reads and throws away rather than making a
 #: second call: one 4 KiB page (a cold read costs a page anyway; a warm one, a few hundred ns
@@ -91,12 +94,31 @@ def plan_rows(indices: np.ndarray) -> RowPlan:
     return RowPlan(rows, order, not bool((rows[1:] == rows[:-1]).any()))
 
 
-def take_rows(array: np.ndarray, indices: np.ndarray) -> np.ndarray:
-    """Rows ``indices`` of ``array`` (a plain ndarray view of a memory map) with one ``take``, in
-    the caller's order: not sorted first. Measured (docs/benchmarks.md, "Out of core"): through
-    a memory map the sorted take was no faster, cold or warm (the pages a batch faults in are
-    the same set in any order), and putting the rows back cost a quarter of a warm batch."""
-    return array.take(indices, axis=0)
+def native(array: np.ndarray) -> np.ndarray:
+    """``array`` in the machine's byte order (torch holds no other)."""
+    return array if array.dtype.isnative else array.astype(array.dtype.newbyteorder("="))
+
+
+def map_rows(path: Path) -> torch.Tensor | np.ndarray:
+    """A ``.npy`` file memory-mapped read-only, as a tensor over the map (a numpy view when its byte
+    order is not the machine's). The tensor must only be read: its pages are the file's."""
+    array = np.asarray(np.load(path, mmap_mode="r"))  # a plain view: numpy.memmap's indexing costs more per call
+    if not array.dtype.isnative:
+        return array
+    with warnings.catch_warnings():  # torch warns that the map is not writable; it is never written
+        warnings.simplefilter("ignore", UserWarning)
+        return torch.from_numpy(array)
+
+
+def take_rows(mapped: torch.Tensor | np.ndarray, indices: np.ndarray) -> torch.Tensor:
+    """Rows ``indices`` of a map from :func:`map_rows`, with one gather in the caller's order, as
+    fresh memory. Not sorted first: measured (docs/benchmarks.md, "Out of core"), through a memory
+    map the sorted gather was no faster, cold or warm (the pages a batch faults in are the same set
+    in any order), and putting the rows back cost a third of a warm batch. ``index_select`` releases
+    the GIL for the copy and its page faults, so reader threads overlap with the training loop."""
+    if isinstance(mapped, torch.Tensor):
+        return mapped.index_select(0, torch.from_numpy(indices))
+    return torch.from_numpy(native(mapped.take(indices, axis=0)))
 
 
 def pread_rows(fd: int, path: Path, offset: int, shape: Sequence[int], dtype: np.dtype, plan: RowPlan, *,
