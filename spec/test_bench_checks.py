@@ -2,6 +2,9 @@
 flagged as a disturbed run, and `--check`'s exit status. Synthetic measurements: what is
 specified is the judgement, not this machine's speed."""
 
+import json
+import re
+
 import pytest
 
 from batchfeed import bench, throughput
@@ -67,3 +70,90 @@ def test_bench_measures_on_one_thread_by_default_and_restores_torch(capsys):
     finally:
         torch.set_num_threads(before)
     assert "1 torch thread)" in capsys.readouterr().out.splitlines()[0]
+
+
+# --- out of core (issue 15) ------------------------------------------------------------------------
+
+def _ooc(rival: str, seconds: float, cold: bool = False, resident: list[float] | None = None) -> Measurement:
+    from batchfeed.outofcore import GROUPS, OOC_RIVALS
+
+    return Measurement(GROUPS[cold], rival, OOC_RIVALS[rival], N, 64, 256, "cpu", N * 264, N, [seconds],
+                       resident=resident if resident is not None else ([0.0] if cold else []))
+
+
+@pytest.mark.parametrize(("ratio", "met"), [(0.8, True), (0.79, False)])
+def test_out_of_core_targets_are_judged_from_same_run_ratios(ratio, met):
+    """Warm: TensorLoader >= 0.8x the memmap batched-gather bound and >= 20x DataLoader(NpyDataset);
+    cold: >= 0.8x each back end's random-batch read bound; at and just past each threshold."""
+    rows = [_ooc("batches_memmap", 1.0), _ooc("dataloader_mmap", 1.0), _ooc("tensorloader_mmap", 1.0 / ratio),
+            _ooc("batches_take", 1.0, cold=True), _ooc("tensorloader_mmap", 1.0 / ratio, cold=True),
+            _ooc("batches_pread", 1.0, cold=True), _ooc("tensorloader_pread", 1.0 / ratio, cold=True)]
+    targets = {t.name: t for t in bench.check_targets(rows)}
+    assert len(targets) == 4, sorted(targets)
+    gather = next(t for n, t in targets.items() if "batched-gather" in n)
+    dl = next(t for n, t in targets.items() if "DataLoader(NpyDataset)" in n.split(" / ")[-1])
+    cold = [t for n, t in targets.items() if "cold" in n]
+    assert gather.met == met and len(cold) == 2 and all(t.met == met for t in cold)
+    assert dl.value == pytest.approx(ratio) and not dl.met
+    table = format_table(rows)
+    assert "page cache warm" in table and "page cache dropped" in table and "/ own batch reads" in table
+
+
+def test_a_cold_epoch_whose_files_stayed_cached_marks_the_run_disturbed():
+    """The drop is checked, not assumed: a cold row with more than 5% of the files resident is flagged."""
+    from batchfeed.targets import COLD_RESIDENT_MAX
+
+    fine = [_ooc("batches_take", 1.0, cold=True, resident=[0.0, COLD_RESIDENT_MAX])]
+    cached = [_ooc("batches_take", 1.0, cold=True, resident=[0.0, 0.5])]
+    assert disturbed(fine) == []
+    [line] = disturbed(cached)
+    assert "50% of the files still cached" in line and "did not start cold" in line
+    assert any("disturbed run" in f for f in check_failures(cached))
+
+
+@pytest.mark.parametrize(("argv", "match"), [
+    (["--out-of-core", "--rivals", "memcpy"], r"--rivals: memcpy: not measured --out-of-core"),
+    (["--rivals", "batches_take"], r"--rivals: batches_take: not measured in memory"),
+    (["--out-of-core", "--dir", "/no/such/folder"], r"--dir: '/no/such/folder' is not an existing folder"),
+])
+def test_out_of_core_arguments_that_do_not_fit_are_refused_naming_them(argv, match, capsys):
+    with pytest.raises(SystemExit) as exc:
+        bench.main(argv)
+    assert exc.value.code == 2
+    assert re.search(match, capsys.readouterr().err)
+
+
+def test_bench_out_of_core_measures_every_rival_warm_and_cold_and_names_the_storage(tmp_path, capsys):
+    """A tiny run end to end: every rival fed all N samples, cold epochs started with the files dropped,
+    and the report names the storage the files were on."""
+    out = tmp_path / "ooc.json"
+    assert bench.main(["--out-of-core", "--n", "3000", "--features", "8", "--batch-size", "64", "--repeats", "1",
+                       "--no-progress", "--dir", str(tmp_path), "--json", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "files in" in text and "mounted at" in text
+    data = json.loads(out.read_text())
+    rows = data["rows"]
+    assert {r["group"] for r in rows} == {"ooc-warm", "ooc-cold"}
+    assert all(r["samples"] == 3000 for r in rows)
+    from batchfeed.pagecache import drop
+
+    probe = tmp_path / "probe"
+    probe.write_bytes(b"x" * 8192)
+    if drop([probe])[str(probe)] == 0.0:  # tmpfs keeps a file's pages: there, no epoch can start cold
+        assert all(r["resident"] == [0.0] for r in rows if r["group"] == "ooc-cold"), [r["resident"] for r in rows]
+    assert data["meta"]["storage"] and len(data["targets"]) == 4
+
+
+def test_every_out_of_core_rival_reads_the_whole_epoch_and_unknown_ones_are_refused(tmp_path):
+    from batchfeed.outofcore import OOC_RIVALS, make_files, ooc_epoch, read_profile
+
+    files = make_files(tmp_path, 1000, 4)
+    for name in OOC_RIVALS:
+        close, epoch = ooc_epoch(name, files, 64)
+        assert epoch() == 1000, name
+        close()
+    with pytest.raises(ValueError, match=r"unknown out-of-core rival 'nope'; known: dataloader_mmap"):
+        ooc_epoch("nope", files, 64)
+    profile = read_profile(files, 64, repeats=1)
+    assert set(profile) >= {"take, permutation order", "sorted take + put back", "read_batch of 16 batches + split"}
+    assert all(v > 0 for v in profile.values())

@@ -101,6 +101,11 @@ def failed_batch_skipped(peer, expected):
     assert peer == [i for i in expected if i // 4 != 2], f"the peer should skip the failed batch 8..11 exactly: {peer}"
 
 
+def three_tensors_refused(peer, ref):
+    assert ref == [[4, 2], [4], [4, 3]], f"torch's DataLoader over TensorDataset(a, b, c): batch shapes {ref}"
+    assert isinstance(peer, str) and peer.startswith("TypeError") and "3 tensors" in peer, f"the peer gave {peer!r}"
+
+
 #: (reproduction, the loader whose deviation it reproduces, the batchfeed.adapters function passed
 #: to results(), or None for the reproduction's own default, the check)
 CASES = [
@@ -122,6 +127,7 @@ CASES = [
     ("torchdata/own_sampler_not_restored", "torchdata.stateful_dataloader:StatefulDataLoader", None,
      resumed_epoch_not_a_permutation),
     ("torchdata/failed_batch_skipped_on_resume", "torchdata.stateful_dataloader:StatefulDataLoader", None, failed_batch_skipped),
+    ("batchfeed/npy_three_tensors", "spec.npy_loader:memmap", None, three_tensors_refused),
 ]
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["OneLineParser", "device", "list_of", "loader", "non_negative_int", "output_file", "positive_float", "positive_int"]
+__all__ = ["OneLineParser", "device", "directory", "list_of", "loader", "non_negative_int", "output_file", "positive_float", "positive_int"]
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -120,4 +120,17 @@ def output_file(text: str) -> Path:
     except OSError as exc:
         reason = exc.strerror or str(exc)
         raise argparse.ArgumentTypeError(f"cannot write {text!r}: cannot create files in {str(folder)!r} ({reason})") from None
+    return path
+
+
+def directory(text: str) -> Path:
+    """An existing folder the command can create files in (checked at once, by creating one)."""
+    path = Path(text)
+    if not path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text!r} is not an existing folder")
+    try:
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as exc:
+        raise argparse.ArgumentTypeError(f"cannot create files in {text!r} ({exc.strerror or exc})") from None
     return path

@@ -7,18 +7,21 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import sys
+import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict
+from pathlib import Path
 from typing import Any
 
 import torch
 
-from .argtypes import OneLineParser, device, output_file, positive_int
-
+from .argtypes import OneLineParser, device, directory, output_file, positive_int
 from .gather import gather_profile
-from .machine import progress_bar
+from .machine import progress_bar, storage_name
 from .targets import NOISE_MARGIN, check_failures, check_targets, disturbed
+from .outofcore import OOC_RIVALS, make_files, measure_files, read_profile
 from .throughput import RIVALS, TRAINING_RIVALS, Measurement, device_name, make_data, measure_epochs
 
 
@@ -49,6 +52,36 @@ def _si(x: float) -> str:
     return f"{x:.1f}"
 
 
+#: The reference columns of a group's table: (header, the rival each row is divided by; a function of the row's rival).
+_COLUMNS = {
+    "memory": [("x DataLoader", lambda r: "dataloader"), ("/ slice bound", lambda r: "permute_slice"),
+               ("/ copy bound", lambda r: "memcpy")],
+    "ooc": [("x DataLoader", lambda r: "dataloader_mmap"), ("/ gather bound", lambda r: "batches_memmap"),
+            ("/ own batch reads", lambda r: "batches_pread" if r.endswith("pread") else "batches_take"),
+            ("/ sequential", lambda r: "sequential_memmap")],
+}
+_TITLES = {"epoch": "one epoch of batches", "training": "one training epoch (tutorial's model, SGD)",
+           "ooc-warm": "one epoch from .npy files, page cache warm",
+           "ooc-cold": "one epoch from .npy files, page cache dropped before each timed epoch"}
+
+
+def _group_lines(group: str, dev: str, n: int, f: int, b: int, ms: list[Measurement]) -> list[str]:
+    by = {m.rival: m for m in ms}
+    columns = _COLUMNS["ooc" if group.startswith("ooc") else "memory"]
+    width = max(40, *(len(m.label) for m in ms))
+    if group == "ooc-cold":  # a cold file's sequential bound is reading it, not slicing cached maps
+        columns = columns[:-1] + [("/ sequential", lambda r: "sequential_read")]
+    lines = [f"{_TITLES[group]}: N={n:,}, F={f} float32, B={b}, device {dev}, best of {len(ms[0].seconds)}",
+             f"  {'rival':<{width}} {'samples/s':>11} {'GB/s':>7}" + "".join(f" {h:>{max(13, len(h))}}" for h, _ in columns)]
+    for m in ms:
+        cells = []
+        for header, ref in columns:
+            other = by.get(ref(m.rival))
+            cells.append(f" {(f'{m.ratio_to(other):.3g}' if other is not None else '-'):>{max(13, len(header))}}")
+        lines.append(f"  {m.label:<{width}} {_si(m.samples_per_s):>11} {m.gb_per_s:>7.2f}" + "".join(cells))
+    return lines + [""]
+
+
 def format_table(rows: Iterable[Measurement]) -> str:
     """The ratio table: per configuration, each rival's samples/s and its ratios to the references."""
     rows = list(rows)
@@ -56,19 +89,8 @@ def format_table(rows: Iterable[Measurement]) -> str:
     groups: dict[tuple, list[Measurement]] = {}
     for m in rows:
         groups.setdefault((m.group, m.device, m.n, m.features, m.batch_size), []).append(m)
-    for (group, dev, n, f, b), ms in groups.items():
-        by = {m.rival: m for m in ms}
-        dl, bound, copy = by.get("dataloader"), by.get("permute_slice"), by.get("memcpy")
-        title = "one epoch of batches" if group == "epoch" else "one training epoch (tutorial's model, SGD)"
-        lines.append(f"{title}: N={n:,}, F={f} float32, B={b}, device {dev}, best of {len(ms[0].seconds)}")
-        lines.append(f"  {'rival':<40} {'samples/s':>11} {'GB/s':>7} {'x DataLoader':>13} {'/ slice bound':>14}"
-                     f" {'/ copy bound':>13}")
-        for m in ms:
-            def r(ref: Measurement | None) -> str:
-                return f"{m.ratio_to(ref):.3g}" if ref is not None else "-"
-            lines.append(f"  {m.label:<40} {_si(m.samples_per_s):>11} {m.gb_per_s:>7.2f} {r(dl):>13} {r(bound):>14}"
-                         f" {r(copy):>13}")
-        lines.append("")
+    for key, ms in groups.items():
+        lines += _group_lines(*key, ms)
     targets = check_targets(rows)
     broken = disturbed(rows)
     if targets:
@@ -93,12 +115,24 @@ def build_parser(prog: str = "batchfeed bench") -> argparse.ArgumentParser:
         description="Samples/s of one epoch fed by torch's DataLoader, DataLoader + __getitems__, TensorLoader and "
                     "the two bounds (permute + slice, memcpy), on the tutorial's data; prints ratios measured side "
                     "by side in one run (compare ratios, not absolute times, on a shared machine).")
-    p.add_argument("--n", type=positive_int, default=1_000_000, help="samples (default 1e6)")
-    p.add_argument("--features", type=positive_int, nargs="+", default=[3, 256], help="features F (default 3 256)")
-    p.add_argument("--batch-size", type=positive_int, nargs="+", default=[32, 1024], help="batch sizes (default 32 1024)")
+    p.add_argument("--n", type=positive_int, default=None, help="samples (default 1e6; --out-of-core 4e5)")
+    p.add_argument("--features", type=positive_int, nargs="+", default=None,
+                   help="features F (default 3 256; --out-of-core 64)")
+    p.add_argument("--batch-size", type=positive_int, nargs="+", default=None,
+                   help="batch sizes (default 32 1024; --out-of-core 256)")
     p.add_argument("--repeats", type=positive_int, default=3, help="timed epochs per rival (default 3); best is reported")
     p.add_argument("--device", type=device, default="cpu", help="cpu or cuda (default cpu)")
-    p.add_argument("--rivals", nargs="+", choices=list(RIVALS), default=list(RIVALS), help="rivals to run (default all)")
+    p.add_argument("--rivals", nargs="+", choices=list(RIVALS) + list(OOC_RIVALS), default=None,
+                   help="rivals to run (default all of the mode's)")
+    o = p.add_argument_group("out of core (issue 15): batches read from .npy files")
+    o.add_argument("--out-of-core", action="store_true",
+                   help="measure feeding from .npy files instead: DataLoader(NpyDataset) and TensorLoader(NpyDataset), "
+                        "memmap and preadv, against the batched-gather, random-batch and sequential read bounds")
+    o.add_argument("--cache", nargs="+", choices=["warm", "cold"], default=["warm", "cold"],
+                   help="page cache before each timed epoch (default: warm and cold; cold drops the files' pages)")
+    o.add_argument("--dir", type=directory, default=None,
+                   help="where to write the files (default: a temporary folder, removed after); the storage "
+                        "under it is what a cold epoch reads, and the report names it")
     p.add_argument("--training", dest="training", action="store_true", default=True,
                    help="also time one training epoch of the tutorial's model at F=3, B=32 (default)")
     p.add_argument("--no-training", dest="training", action="store_false", help="skip the training epoch")
@@ -112,7 +146,8 @@ def build_parser(prog: str = "batchfeed bench") -> argparse.ArgumentParser:
                         "or the run was disturbed")
     p.add_argument("--profile", action="store_true",
                    help="also print where the bandwidth goes for each F: memcpy vs chunked copy vs sequential and "
-                        "random gathers (gather_profile)")
+                        "random gathers (gather_profile); with --out-of-core, the cost per batch of the ways to "
+                        "read a memory map (read_profile)")
     p.add_argument("--json", type=output_file, metavar="PATH", default=None, help="also write every measurement to PATH as JSON")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     return p
@@ -125,14 +160,36 @@ def _loadavg() -> str:
         return "unknown"
 
 
+def _defaults(args: argparse.Namespace) -> argparse.Namespace:
+    """The mode's defaults for what was not given; an in-memory rival asked of --out-of-core (or the
+    reverse) is an error naming it."""
+    ooc = args.out_of_core
+    args.n = args.n or (400_000 if ooc else 1_000_000)
+    args.features = args.features or ([64] if ooc else [3, 256])
+    args.batch_size = args.batch_size or ([256] if ooc else [32, 1024])
+    args.rivals = args.rivals or list(OOC_RIVALS if ooc else RIVALS)
+    return args
+
+
+def _wrong_rivals(args: argparse.Namespace) -> str | None:
+    """Why ``--rivals`` does not fit the mode (an in-memory rival with --out-of-core, or the reverse), or None."""
+    table = OOC_RIVALS if args.out_of_core else RIVALS
+    wrong = [r for r in args.rivals or () if r not in table]
+    if not wrong:
+        return None
+    mode = "--out-of-core" if args.out_of_core else "in memory (without --out-of-core)"
+    return f"argument --rivals: {', '.join(wrong)}: not measured {mode}; choose from {', '.join(table)}"
+
+
 def run(args: argparse.Namespace, out: Any = None) -> list[Measurement]:
     """Run the measurements ``args`` asks for, printing the table to ``out``; returns the rows."""
     out = out or sys.stdout
+    args = _defaults(args)
     rows: list[Measurement] = []
     threads = torch.get_num_threads()
     torch.set_num_threads(args.threads)
     try:
-        return _run(args, out, rows)
+        return _run_ooc(args, out, rows) if args.out_of_core else _run(args, out, rows)
     finally:
         torch.set_num_threads(threads)
 
@@ -169,19 +226,62 @@ def _run(args: argparse.Namespace, out: Any, rows: list[Measurement]) -> list[Me
         for name, gbs in prof.items():
             print(f"  {name:<45} {gbs:7.2f} GB/s  {gbs / ref:5.2f} x memcpy", file=out)
     print(f"load average at end {_loadavg()} (other processes share these cores: compare ratios, not times)", file=out)
+    _write_json(args, rows, {"profiles": profiles})
+    return rows
+
+
+def _write_json(args: argparse.Namespace, rows: list[Measurement], extra: dict[str, Any]) -> None:
     if args.json:
         meta = {"torch": torch.__version__, "device": args.device, "device_name": device_name(args.device),
-                "python": platform.python_version(), "argv": sys.argv[1:]}
+                "python": platform.python_version(), "argv": sys.argv[1:], **extra.pop("meta", {})}
         with open(args.json, "w") as fh:
-            json.dump({"meta": meta, "rows": [m.to_dict() for m in rows], "profiles": profiles,
+            json.dump({"meta": meta, "rows": [m.to_dict() for m in rows], **extra,
                        "targets": [asdict(t) | {"met": t.met} for t in check_targets(rows)]}, fh, indent=2)
+
+
+def _run_ooc(args: argparse.Namespace, out: Any, rows: list[Measurement]) -> list[Measurement]:
+    """--out-of-core: the files written once per F (in --dir or a temporary folder), then each
+    batch size and cache state measured, rivals interleaved."""
+    folder = Path(args.dir) if args.dir else Path(tempfile.mkdtemp(prefix="batchfeed-ooc-"))
+    storage = storage_name(folder)
+    print(f"batchfeed bench --out-of-core: torch {torch.__version__}, {device_name('cpu')}, files in {folder} "
+          f"on {storage}, load average at start {_loadavg()}", file=out, flush=True)
+    warmup = 1
+    total = len(args.features) * len(args.batch_size) * len(args.cache) * len(args.rivals) * (args.repeats + warmup)
+    bar = _Progress(total, "bench", args.progress)
+    profiles: dict[str, dict[str, float]] = {}
+    try:
+        for f in args.features:
+            files = make_files(folder / f"F{f}", args.n, f)
+            for b in args.batch_size:
+                for cache in args.cache:
+                    bar.desc = f"F={f} B={b} {cache}"
+                    rows.extend(measure_files(files, b, cold=cache == "cold", rivals=args.rivals,
+                                              repeats=args.repeats, warmup=warmup, on_epoch=bar.step).values())
+                if args.profile:
+                    profiles[f"F={f} B={b}"] = read_profile(files, b, repeats=args.repeats)
+    finally:
+        bar.close()
+        if not args.dir:
+            shutil.rmtree(folder, ignore_errors=True)
+    print(format_table(rows), file=out, end="")
+    for config, prof in profiles.items():
+        print(f"\nreading a memory map, {config}, N={args.n:,}: microseconds per batch (best of {args.repeats})", file=out)
+        for name, us in prof.items():
+            print(f"  {name:<40} {us:8.2f} us", file=out)
+    print(f"load average at end {_loadavg()} (other processes share these cores: compare ratios, not times)", file=out)
+    _write_json(args, rows, {"meta": {"storage": storage, "folder": str(folder)}, "profiles": profiles})
     return rows
 
 
 def main(argv: Sequence[str] | None = None, prog: str = "batchfeed bench") -> int:
     """``batchfeed bench``: print the ratio table of one run. Returns the exit status: 0, or
     with ``--check`` 1 when a target is missed beyond the noise margin or the run was disturbed."""
-    args = build_parser(prog).parse_args(argv)
+    parser = build_parser(prog)
+    args = parser.parse_args(argv)
+    wrong = _wrong_rivals(args)
+    if wrong:
+        parser.error(wrong)
     rows = run(args)
     if not args.check:
         return 0

@@ -1,14 +1,16 @@
-"""What a measurement ran on, and how it shows progress: one CPU-name reader and one progress
-bar for the commands (``batchfeed compare``, ``batchfeed bench``)."""
+"""What a measurement ran on, and how it shows progress: one CPU-name reader, one storage
+describer (out-of-core benchmarks) and one progress bar for the commands (``batchfeed compare``,
+``batchfeed bench``)."""
 
 from __future__ import annotations
 
+import os
 import platform
 import sys
 from pathlib import Path
 from typing import Any
 
-__all__ = ["cpu_name", "progress_bar"]
+__all__ = ["cpu_name", "progress_bar", "storage_name"]
 
 
 def cpu_name() -> str:
@@ -20,6 +22,45 @@ def cpu_name() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine() or "unknown CPU"
+
+
+def _read(path: Path) -> str | None:
+    try:
+        return path.read_text().strip()
+    except OSError:
+        return None
+
+
+def storage_name(path: str | os.PathLike) -> str:
+    """The block device and file system holding ``path``, as the kernel describes them (Linux
+    ``/sys`` and ``/proc/mounts``; elsewhere just the path): device name, size, driver, the
+    ``rotational`` flag as reported (virtual disks report what the host tells them) and the
+    file system type and mount point."""
+    p = Path(path).resolve()
+    st = p.stat()
+    major, minor = os.major(st.st_dev), os.minor(st.st_dev)
+    mounts = []
+    for line in (_read(Path("/proc/mounts")) or "").splitlines():
+        fields = line.split()
+        if len(fields) >= 3 and (str(p) + "/").startswith(fields[1].rstrip("/") + "/"):
+            mounts.append((len(fields[1]), fields[0], fields[1], fields[2]))
+    fs = f"{max(mounts)[3]} mounted at {max(mounts)[2]}" if mounts else "unknown file system"
+    sys_dev = Path(f"/sys/dev/block/{major}:{minor}")
+    if not sys_dev.exists():
+        return f"{max(mounts)[1] if mounts else 'device ' + f'{major}:{minor}'}, {fs}"
+    dev = sys_dev.resolve()
+    disk = dev.parent if (dev / "partition").exists() else dev
+    size = _read(disk / "size")
+    driver = Path(os.path.realpath(disk / "device" / "driver")).name if (disk / "device" / "driver").exists() else ""
+    rot = _read(disk / "queue" / "rotational")
+    parts = [f"/dev/{dev.name}"]
+    if size:
+        parts.append(f"{int(size) * 512 / 2**30:.0f} GiB")
+    if driver:
+        parts.append(f"driver {driver}")
+    if rot is not None:
+        parts.append(f"rotational={rot} (as reported)")
+    return f"{', '.join(parts)}; {fs}"
 
 
 def progress_bar(total: int, desc: str, unit: str, enabled: bool = True) -> Any:

@@ -7,8 +7,6 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-
-
 from .throughput import Measurement
 
 
@@ -41,15 +39,19 @@ class Target:
 
 
 def disturbed(rows: Iterable[Measurement]) -> list[str]:
-    """Ratios this run knows to be impossible: a DataLoader rival faster than permute + slice.
+    """What this run knows to be wrong: a DataLoader rival faster than permute + slice, or a cold
+    epoch whose files were still cached (more than :data:`COLD_RESIDENT_MAX`) when it started.
 
     DataLoader does strictly more work per batch than the permute + slice bound (a
     ``__getitem__`` per sample and a collate, or a gather per batch, against one slice), in
     the epoch and in the training loop alike; measured faster by more than the noise margin,
     the timings were changed by something else (other processes, threads waiting on busy cores).
     """
+    rows = list(rows)
     by = {(m.group, m.device, m.n, m.features, m.batch_size, m.rival): m for m in rows}
-    out = []
+    out = [f"{m.group} F={m.features} B={m.batch_size}: {m.label}: {max(m.resident):.0%} of the files still cached "
+           "after they were dropped: that epoch did not start cold" for m in rows
+           if m.resident and max(m.resident) > COLD_RESIDENT_MAX]
     for (group, dev, n, f, b, rival), m in sorted(by.items()):
         bound = by.get((group, dev, n, f, b, "permute_slice"))
         if rival.startswith("dataloader") and bound is not None and m.ratio_to(bound) > 1 + NOISE_MARGIN:
@@ -66,10 +68,32 @@ def check_failures(rows: Iterable[Measurement]) -> list[str]:
     return missed + [f"disturbed run: {d}" for d in disturbed(rows)]
 
 
-def check_targets(rows: Iterable[Measurement]) -> list[Target]:
-    """Issue 5's targets, from whichever of their measurements ``rows`` holds."""
-    by = {(m.group, m.device, m.features, m.batch_size, m.rival): m for m in rows}
+#: Issue 15's out-of-core targets: (group, rival, reference rival, target ratio, what the reference is).
+OOC_TARGETS = [
+    ("ooc-warm", "tensorloader_mmap", "batches_memmap", 0.8, "memmap batched-gather bound"),
+    ("ooc-warm", "tensorloader_mmap", "dataloader_mmap", 20.0, "DataLoader(NpyDataset)"),
+    ("ooc-cold", "tensorloader_mmap", "batches_take", 0.8, "random-batch read bound (memmap)"),
+    ("ooc-cold", "tensorloader_pread", "batches_pread", 0.8, "random-batch read bound (preadv)"),
+]
+#: A cold epoch that started with more of its files cached than this did not start cold.
+COLD_RESIDENT_MAX = 0.05
+
+
+def _ooc_targets(by: dict) -> list[Target]:
     out = []
+    for (group, dev, f, b, rival), m in sorted(by.items()):
+        for g, r, ref, target, what in OOC_TARGETS:
+            other = by.get((g, dev, f, b, ref))
+            if (group, rival) == (g, r) and other is not None:
+                cache = group.removeprefix("ooc-")
+                out.append(Target(f"{dev} {cache} cache F={f} B={b}: {m.label} / {what}", m.ratio_to(other), target))
+    return out
+
+
+def check_targets(rows: Iterable[Measurement]) -> list[Target]:
+    """Issue 5's and issue 15's targets, from whichever of their measurements ``rows`` holds."""
+    by = {(m.group, m.device, m.features, m.batch_size, m.rival): m for m in rows}
+    out = _ooc_targets(by)
     for (group, dev, f, b, rival), m in sorted(by.items()):
         if group == "epoch" and rival == "tensorloader":
             def other(r: str) -> Measurement | None:

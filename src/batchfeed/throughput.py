@@ -278,6 +278,9 @@ class Measurement:
     epoch_bytes: int
     samples: int
     seconds: list[float] = field(default_factory=list)
+    #: Cold-cache runs (batchfeed.outofcore): the fraction of the files' pages still in the page
+    #: cache after they were dropped, before each timed epoch (0.0: the epoch started cold).
+    resident: list[float] = field(default_factory=list)
 
     @property
     def best(self) -> float:

@@ -103,6 +103,17 @@ class Compose:
             x = t(x, generator=generator) if getattr(t, "takes_generator", False) else t(x)
         return x
 
+    @property
+    def batchable(self) -> bool:
+        """Whether :meth:`on_batch` exists: every transform in it has an exact batch form."""
+        return all(getattr(t, "batchable", False) for t in self.transforms)
+
+    def on_batch(self, xb: torch.Tensor) -> torch.Tensor:
+        """The transforms on a ``(B, ...)`` batch, equal to applying them to each sample (needs :attr:`batchable`)."""
+        for t in self.transforms:
+            xb = t.on_batch(xb)
+        return xb
+
     def __repr__(self) -> str:
         return f"Compose({self.transforms!r})"
 
@@ -120,6 +131,8 @@ class Normalize:
     """
 
     takes_generator = False
+    #: :meth:`on_batch` gives exactly the per-sample results (a batch reader may call it instead).
+    batchable = True
 
     def __init__(self, mean: Any, std: Any, *, channel_dim: int = 0) -> None:
         m = torch.as_tensor(mean, dtype=torch.float64).reshape(-1)
@@ -181,6 +194,16 @@ class Normalize:
         shape = self._shape(x, batch=False)
         out = (x.to(torch.float64) - self.mean.reshape(shape)) / self.std.reshape(shape)
         return out.to(_float(x).dtype)
+
+    def on_batch(self, xb: torch.Tensor) -> torch.Tensor:
+        """Each sample of a ``(B, ...)`` batch normalized as :meth:`__call__` normalizes it (float64,
+        rounded once), bit for bit; samples need at least one dimension."""
+        if xb.dim() < 2:
+            raise ValueError(f"Normalize.on_batch needs a (B, ...) batch of samples with at least one dim, "
+                             f"got shape {tuple(xb.shape)}")
+        shape = self._shape(xb, batch=True)
+        out = (xb.to(torch.float64) - self.mean.reshape(shape)) / self.std.reshape(shape)
+        return out.to(_float(xb).dtype)
 
     def __repr__(self) -> str:
         return f"Normalize(mean={self.mean.tolist()}, std={self.std.tolist()}, channel_dim={self.channel_dim})"
@@ -310,6 +333,8 @@ class BatchNormalize(Normalize):
 
     ``channel_dim`` counts within a sample (0 = the dim after the batch dim).
     """
+
+    batchable = False  # its __call__ already takes a batch, in the batch's dtype
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         x = _float(x)

@@ -6,6 +6,11 @@ permutation per epoch and cuts every batch out of a permuted gather of the data:
 ``index_select`` over a chunk of the permutation (8 MiB of rows), then ``split`` into
 batch views. No per-sample Python, no collate.
 
+Arrays on disk (:class:`~batchfeed.sources.NpyDataset`) are served the same way: one
+permutation per epoch, then one ``read_batch`` per chunk of whole batches (a memory-map
+``take``, or ``preadv`` of the sorted rows coalescing neighbours, put back in the
+permutation's order), so the batches are DataLoader's over the same dataset.
+
 It is DataLoader-compatible: the same constructor keywords (plus ``device`` and
 ``chunk_bytes``), the same ``len``, the same batches. With a CPU generator it yields exactly
 the batches ``DataLoader(dataset, shuffle=True, generator=g)`` yields, epoch after epoch,

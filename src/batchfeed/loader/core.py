@@ -20,7 +20,7 @@ from torch.utils.data import (
 from .._checks import check_positive_int
 from .draws import _restore, _state_of
 from .iterator import TensorLoaderIter
-from .served import _USE_DATALOADER, _served
+from .served import _USE_DATALOADER, _storage
 
 __all__ = ["STATE_FORMAT", "TensorLoader"]
 
@@ -30,7 +30,11 @@ STATE_FORMAT = "batchfeed.TensorLoader/1"
 #: (16 MiB: every page, every epoch); smaller ones mean more parallel regions per epoch, and
 #: each can cost a scheduler tick when other processes share the cores. Other devices:
 #: few kernel launches per epoch; the caching allocator recycles the memory.
-_CHUNK_BYTES = {"cpu": 8 << 20, "other": 64 << 20}
+#: A dataset read from files (``source``): 1 MiB of rows per ``read_batch``, measured at N=400k,
+#: F=64, B=256 (docs/benchmarks.md, "Out of core"): one read per batch spent a quarter of a
+#: warm epoch in per-call overhead; 16 batches per read brought it within the noise of the
+#: bound, and more gained nothing while holding more memory per read (and per prefetched read).
+_CHUNK_BYTES = {"cpu": 8 << 20, "other": 64 << 20, "source": 1 << 20}
 _FROZEN = ("batch_size", "batch_sampler", "sampler", "drop_last", "dataset", "persistent_workers")
 
 
@@ -84,13 +88,15 @@ def _sampling(dataset: Any, batch_size: int | None, shuffle: bool | None, sample
 
 
 class TensorLoader:
-    """Batches of an in-memory tensor dataset, with DataLoader's keywords and semantics.
+    """Batches of an in-memory tensor dataset, or of arrays on disk, with DataLoader's keywords and semantics.
 
     Args:
         dataset: a :class:`~batchfeed.PairDataset`, a :class:`torch.utils.data.TensorDataset`
             (neither subclassed with its own ``__getitem__``/``__getitems__``/``__len__``),
-            or a tuple of tensors with a common first dimension (served as
-            ``TensorDataset(*tensors)``).
+            a tuple of tensors with a common first dimension (served as
+            ``TensorDataset(*tensors)``), a dataset that reads whole batches from its files
+            (:class:`~batchfeed.sources.NpyDataset`: one ``read_batch`` per chunk of whole
+            batches, no ``__getitem__``, no collate), or a ``Subset`` of any of these.
         batch_size, shuffle, sampler, batch_sampler, drop_last, generator, pin_memory,
         timeout, worker_init_fn, prefetch_factor, persistent_workers, pin_memory_device,
         in_order, multiprocessing_context: as :class:`torch.utils.data.DataLoader`, with
@@ -98,8 +104,10 @@ class TensorLoader:
         device: move the data there once, at construction (e.g. ``"cuda"``); batches are
             gathered on that device, and with ``generator=None`` or a generator on that
             device the permutation is drawn there too. ``None`` leaves the data where it is.
-        chunk_bytes: about how many bytes are gathered per ``index_select``; batches are
-            views into these chunks. Default 8 MiB on CPU, 64 MiB on other devices.
+            Data on disk is read on the CPU (a GPU device is refused).
+        chunk_bytes: about how many bytes are gathered per ``index_select`` (per
+            ``read_batch`` for data on disk); batches are views into these chunks. Default
+            8 MiB on CPU, 64 MiB on other devices, 1 MiB from disk; at least one batch.
 
     Batches are lists of tensors, one per dataset tensor, as DataLoader yields for tuple
     samples. They are fresh memory, never views of the dataset; a batch can be a view into
@@ -136,11 +144,9 @@ class TensorLoader:
     ) -> None:
         _check_keywords(num_workers, timeout, prefetch_factor, persistent_workers, multiprocessing_context, collate_fn,
                         generator, chunk_bytes)
-        tensors, rows = _served(dataset)
+        tensors, source, rows = _storage(dataset, device)
         if isinstance(dataset, tuple):
             dataset = TensorDataset(*dataset)
-        if device is not None:
-            tensors = tuple(t.to(torch.device(device)) for t in tensors)
         custom_batches = batch_sampler is not None
         batch_size, drop_last, sampler, batch_sampler = _sampling(dataset, batch_size, shuffle, sampler, batch_sampler,
                                                                   drop_last, generator)
@@ -153,10 +159,12 @@ class TensorLoader:
         self.worker_init_fn = worker_init_fn  # never called: there are no workers, as in DataLoader
         self.num_workers, self.multiprocessing_context, self.prefetch_factor = 0, None, None
         self.persistent_workers, self.in_order = False, in_order
-        self.tensors, self.device = tensors, tensors[0].device
+        # In-memory tensors, or (source) a dataset that reads whole batches from its files itself.
+        self.tensors, self.source = tensors, source
+        self.device = tensors[0].device if source is None else torch.device("cpu")
         self._rows = None if rows is None else rows.to(self.device)  # a Subset's rows (None: all, in order)
         self._row_list = None if rows is None else rows.tolist()
-        self._n = int(tensors[0].shape[0]) if rows is None else int(rows.numel())
+        self._n = (len(source) if source is not None else int(tensors[0].shape[0])) if rows is None else int(rows.numel())
         self._custom_batches = custom_batches
         self._order = self._fast_order()
         self._chunk_rows = self._rows_per_chunk(chunk_bytes)
@@ -169,8 +177,12 @@ class TensorLoader:
         """Rows gathered per index_select: whole batches, about ``chunk_bytes`` (or the device's default)."""
         if self.batch_size is None:
             return 1
-        row_bytes = max(1, sum(t[0].numel() * t.element_size() for t in self.tensors) if self._n else 1)
-        budget = chunk_bytes or _CHUNK_BYTES["cpu" if self.device.type == "cpu" else "other"]
+        if self.source is not None:
+            row_bytes = max(1, getattr(self.source, "row_bytes", 1))
+            budget = chunk_bytes or _CHUNK_BYTES["source"]
+        else:
+            row_bytes = max(1, sum(t[0].numel() * t.element_size() for t in self.tensors) if self._n else 1)
+            budget = chunk_bytes or _CHUNK_BYTES["cpu" if self.device.type == "cpu" else "other"]
         return max(self.batch_size, budget // row_bytes // self.batch_size * self.batch_size)
 
     def __setattr__(self, name: str, value: Any) -> None:
@@ -200,9 +212,10 @@ class TensorLoader:
         return len(self.sampler)
 
     def __repr__(self) -> str:
-        shapes = ", ".join(f"{tuple(t.shape)} {t.dtype}" for t in self.tensors)
+        data = (f"tensors=[{', '.join(f'{tuple(t.shape)} {t.dtype}' for t in self.tensors)}]" if self.source is None
+                else f"source={self.source!r}")
         return (f"TensorLoader(n={self._n}, batch_size={self.batch_size}, order={self._order}, "
-                f"drop_last={self.drop_last}, device={self.device}, tensors=[{shapes}])")
+                f"drop_last={self.drop_last}, device={self.device}, {data})")
 
     # --- iteration ----------------------------------------------------------------------
 

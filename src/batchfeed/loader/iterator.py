@@ -160,12 +160,12 @@ class TensorLoaderIter:
     def _fast_epoch(self, start: tuple[torch.Tensor | None, int] | None) -> Iterator[list[torch.Tensor]]:
         perm, k0 = start if start is not None else self._fast_start()
         perms: dict[torch.device, torch.Tensor] = {} if perm is None else {perm.device: perm}
-        b, tensors = self.loader.batch_size, self.loader.tensors
+        b = self.loader.batch_size
         stop, _, tail_early = self._fast_shape()
         pin = self._pinning() and self.loader.device.type == "cpu"
         for c0 in range(k0 * b, stop, self.loader._chunk_rows):
             c1 = min(c0 + self.loader._chunk_rows, stop)
-            chunks = [self._gather_rows(t, perms, perm, c0, c1, pin, self.loader._rows) for t in tensors]
+            chunks = self._gather_chunk(perms, perm, c0, c1, pin)
             splits = [c.split(b) for c in chunks]
             # Batches are made lazily (a list per batch kept alive for the whole chunk would
             # wake Python's cyclic GC thousands of times an epoch); the first tensor's split
@@ -182,6 +182,13 @@ class TensorLoaderIter:
             self._draw_tail()
         self.finished = True
 
+    def _sample(self, i: int) -> list[torch.Tensor]:
+        """Sample ``i`` (a Subset's position mapped to its row), as DataLoader yields it unbatched."""
+        j = i if self.loader._row_list is None else self.loader._row_list[i]
+        if self.loader.source is not None:
+            return list(self.loader.source[j])
+        return [t[j] for t in self.loader.tensors]
+
     def _hand_out(self, splits: list[tuple[torch.Tensor, ...]]) -> Iterator[list[torch.Tensor]]:
         """Batches ``[s[0][i], s[1][i], ...]``, counted as they are taken."""
         if self.current is not None:
@@ -189,6 +196,20 @@ class TensorLoaderIter:
         first = iter(splits[0])
         self.current, self.current_len = first, len(splits[0])
         return map(list, zip(first, *splits[1:]))
+
+    def _gather_chunk(self, perms: dict[torch.device, torch.Tensor], perm: torch.Tensor | None, c0: int, c1: int,
+                      pin: bool) -> list[torch.Tensor]:
+        """Positions ``c0:c1`` of the epoch's order, one tensor per dataset tensor: gathered from the
+        in-memory tensors, or read by the dataset that reads whole batches (one ``read_batch``)."""
+        loader = self.loader
+        if loader.source is None:
+            return [self._gather_rows(t, perms, perm, c0, c1, pin, loader._rows) for t in loader.tensors]
+        cpu = torch.device("cpu")
+        if perm is not None and cpu not in perms:
+            perms[cpu] = perm.cpu()
+        idx = torch.arange(c0, c1) if perm is None else perms[cpu][c0:c1]
+        batch = loader.source.read_batch((idx if loader._rows is None else loader._rows[idx]).numpy())
+        return _pinned(batch) if pin else batch
 
     @staticmethod
     def _gather_rows(t: torch.Tensor, perms: dict[torch.device, torch.Tensor], perm: torch.Tensor | None,
@@ -222,9 +243,8 @@ class TensorLoaderIter:
         """batch_size=None: single samples, as DataLoader yields them (views of the dataset)."""
         order, k0 = start if start is not None else self._unbatched_start()
         pin = self._pinning()
-        rows = self.loader._row_list
         for i in itertools.islice(order, k0, None):
-            sample = [t[i if rows is None else rows[i]] for t in self.loader.tensors]
+            sample = self._sample(i)
             if pin:
                 sample = _pinned(sample)
             self.base += 1
@@ -248,8 +268,7 @@ class TensorLoaderIter:
         pin = self._pinning()
         for indices in it:
             if self.loader.batch_sampler is None:
-                j = check_index(indices, self.loader._n, "sampler")
-                out = [t[j if self.loader._row_list is None else self.loader._row_list[j]] for t in self.loader.tensors]
+                out = self._sample(check_index(indices, self.loader._n, "sampler"))
                 if pin:
                     out = _pinned(out)
             else:
@@ -273,6 +292,9 @@ class TensorLoaderIter:
         idx = torch.where(idx < 0, idx + n, idx).long()
         if self.loader._rows is not None:
             idx = self.loader._rows.cpu()[idx]
+        if self.loader.source is not None:
+            batch = self.loader.source.read_batch(idx)
+            return _pinned(batch) if pin else batch
         out = []
         for t in self.loader.tensors:
             i = idx.to(t.device)

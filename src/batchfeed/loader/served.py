@@ -1,11 +1,12 @@
-"""Which datasets TensorLoader serves, and the tensors (and a Subset's rows of them) behind them."""
+"""Which datasets TensorLoader serves, and the tensors (or the batch-reading dataset, and a Subset's
+rows of them) behind them."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import torch
-from torch.utils.data import Subset, TensorDataset
+from torch.utils.data import Dataset, Subset, TensorDataset
 
 from ..datasets import PairDataset
 
@@ -16,8 +17,17 @@ def _same_method(cls: type, base: type, name: str) -> bool:
     return getattr(cls, name, None) is getattr(base, name, None)
 
 
-def _dataset_tensors(dataset: Any) -> tuple[torch.Tensor, ...]:
-    """The tensors behind ``dataset``, if TensorLoader can serve it without ``__getitem__``."""
+def is_batch_source(dataset: Any) -> bool:
+    """Whether ``dataset`` reads whole batches itself: a map-style dataset with a ``read_batch(indices)``
+    method returning the batch DataLoader would collate (:meth:`batchfeed.sources.NpyDataset.read_batch`)."""
+    return isinstance(dataset, Dataset) and callable(getattr(dataset, "read_batch", None)) and hasattr(dataset, "__len__")
+
+
+def _dataset_tensors(dataset: Any) -> tuple[torch.Tensor, ...] | Any:
+    """The tensors behind ``dataset``, if TensorLoader can serve it without ``__getitem__``; a
+    dataset that reads whole batches itself (:func:`is_batch_source`) is returned as it is."""
+    if is_batch_source(dataset):
+        return dataset
     if isinstance(dataset, tuple) and not hasattr(dataset, "_fields"):
         if not dataset or not all(isinstance(t, torch.Tensor) for t in dataset):
             raise TypeError(
@@ -40,13 +50,19 @@ def _dataset_tensors(dataset: Any) -> tuple[torch.Tensor, ...]:
            if isinstance(dataset, (PairDataset, TensorDataset, Subset)) else "it is not tensor-backed")
     raise TypeError(
         f"TensorLoader cannot serve dataset of type {cls.__name__} ({why}): it serves PairDataset, "
-        f"TensorDataset, tuples of tensors and Subsets of them (random_split); {_USE_DATALOADER} for other datasets"
+        f"TensorDataset, tuples of tensors, datasets that read whole batches (NpyDataset) and Subsets of them "
+        f"(random_split); {_USE_DATALOADER} for other datasets"
     )
 
 
-def _served(dataset: Any) -> tuple[tuple[torch.Tensor, ...], torch.Tensor | None]:
-    """``(tensors, rows)``: the tensors behind ``dataset`` and, for a ``Subset`` (``random_split``'s
-    parts, nested or not), the rows of them it holds, in its order; ``rows`` is None otherwise.
+def _length(storage: tuple[torch.Tensor, ...] | Any) -> int:
+    return int(storage[0].shape[0]) if isinstance(storage, tuple) else len(storage)
+
+
+def _served(dataset: Any) -> tuple[tuple[torch.Tensor, ...] | Any, torch.Tensor | None]:
+    """``(storage, rows)``: the tensors behind ``dataset`` (or the batch-reading dataset, see
+    :func:`is_batch_source`) and, for a ``Subset`` (``random_split``'s parts, nested or not), the
+    rows of them it holds, in its order; ``rows`` is None otherwise.
 
     A subset is an index map: the loader gathers ``rows[i]`` where DataLoader would call
     ``subset[i] = base[rows[i]]``, so the batches are the same, and nothing is copied.
@@ -54,7 +70,7 @@ def _served(dataset: Any) -> tuple[tuple[torch.Tensor, ...], torch.Tensor | None
     cls = type(dataset)
     if isinstance(dataset, Subset) and all(_same_method(cls, Subset, m) for m in ("__getitem__", "__getitems__", "__len__")):
         tensors, inner = _served(dataset.dataset)
-        n = int(tensors[0].shape[0]) if inner is None else int(inner.numel())
+        n = _length(tensors) if inner is None else int(inner.numel())
         try:
             rows = torch.as_tensor(list(dataset.indices) if not isinstance(dataset.indices, torch.Tensor)
                                    else dataset.indices.cpu(), dtype=torch.int64).reshape(-1)
@@ -66,3 +82,18 @@ def _served(dataset: Any) -> tuple[tuple[torch.Tensor, ...], torch.Tensor | None
         rows = torch.where(rows < 0, rows + n, rows)
         return tensors, (rows if inner is None else inner[rows])
     return _dataset_tensors(dataset), None
+
+
+def _storage(dataset: Any, device: Any) -> tuple[tuple[torch.Tensor, ...], Any, torch.Tensor | None]:
+    """``(tensors, source, rows)``: in-memory tensors (moved to ``device``) and no source, or no
+    tensors and the dataset that reads whole batches itself; ``rows`` as :func:`_served` says."""
+    storage, rows = _served(dataset)
+    if isinstance(storage, tuple):
+        if device is not None:
+            storage = tuple(t.to(torch.device(device)) for t in storage)
+        return storage, None, rows
+    name = type(storage).__name__
+    if device is not None and torch.device(device).type != "cpu":
+        raise ValueError(f"device={str(device)!r}: TensorLoader reads {name} batch by batch on the CPU and cannot "
+                         "move its data once; move each batch (batchfeed.transforms.OnDevice)")
+    return (), storage, rows

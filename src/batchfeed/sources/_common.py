@@ -15,12 +15,13 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch.utils.data import default_collate
 
 from .._checks import check_index as _check_index
 from .._checks import check_positive_int  # noqa: F401 - re-exported for the sources
 
 __all__ = ["SourceDataset", "SourceError", "NpyHeader", "check_index", "check_positive_int", "existing_file", "read_npy_header",
-           "apply_transform", "sample_generator", "natural_key", "window_count"]
+           "apply_transform", "batch_form", "sample_generator", "natural_key", "window_count"]
 
 
 class SourceError(ValueError):
@@ -121,6 +122,22 @@ def apply_transform(transform: Callable | None, x: torch.Tensor, gen: Callable[[
     return transform(x)
 
 
+def batch_form(transform: Callable | None, batch: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor] | None:
+    """A function that transforms the ``(B, ...)`` ``batch`` exactly as ``transform`` transforms
+    each of its samples (the results stacked), or None if ``transform`` has no such form.
+
+    No transform: the identity. A transform declaring ``batchable = True`` and an ``on_batch``
+    method (:class:`batchfeed.transforms.Normalize`, a :class:`~batchfeed.transforms.Compose`
+    of such): its ``on_batch``, for samples of at least one dimension. Random transforms draw
+    per sample and have none.
+    """
+    if transform is None:
+        return lambda b: b
+    if getattr(transform, "batchable", False) and batch.dim() >= 2:
+        return transform.on_batch
+    return None
+
+
 def natural_key(name: str) -> tuple:
     """Sort key putting ``frame2`` before ``frame10``."""
     return tuple(int(t) if t.isdigit() else t for t in re.split(r"(\d+)", name))
@@ -179,6 +196,21 @@ class SourceDataset(torch.utils.data.Dataset):
             return cache[0]
 
         return apply_transform(self.transform, x, gen), apply_transform(self.target_transform, y, gen)
+
+    def _finish_batch(self, rows: Any, xb: torch.Tensor, yb: torch.Tensor) -> list[torch.Tensor]:
+        """A batch read at once, transformed as :meth:`_finish` transforms each of its samples:
+        ``[xb, yb]`` equal to ``default_collate([self._finish(i, x, y) ...])``.
+
+        On the whole batch when both transforms have an exact batch form (:func:`batch_form`);
+        otherwise sample by sample, each with its own seeded generator, then collated.
+        """
+        if self.transform is None and self.target_transform is None:
+            return [xb, yb]
+        fx, fy = batch_form(self.transform, xb), batch_form(self.target_transform, yb)
+        if fx is not None and fy is not None:
+            return [fx(xb), fy(yb)]
+        rows = [int(i) for i in rows]
+        return default_collate([self._finish(i, x, y) for i, x, y in zip(rows, xb.unbind(0), yb.unbind(0))])
 
     def __getitem__(self, idx: Any) -> tuple[torch.Tensor, torch.Tensor]:
         i = check_index(type(self).__name__, idx, len(self))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -18,9 +19,11 @@ from ._common import (
     check_positive_int,
     read_npy_header,
 )
+from .rows import MAX_GAP_BYTES, RowPlan, batch_indices, map_rows, native, plan_rows, pread_rows, take_rows
 
 __all__ = ["NpyDataset", "write_npy_dataset"]
 
+_OPENING = threading.Lock()
 #: dtype kinds torch can hold: bool, signed/unsigned integers, floats, complex.
 _NUMERIC_KINDS = "biufc"
 
@@ -41,8 +44,11 @@ class NpyDataset(SourceDataset):
         features: path of an ``(n, ...)`` numeric ``.npy`` array.
         labels: path of an ``(n, ...)`` numeric ``.npy`` array (``(n,)`` int64 for classes).
         mmap: True (default) reads through numpy memory maps (``np.load(mmap_mode="r")``);
-            False reads each row with ``os.preadv`` into a fresh buffer, so no page of the
-            file is ever mapped into the process (see docs/datasets.md, "Memory, measured").
+            False reads rows with ``os.preadv`` into fresh buffers, so no page of the file is
+            ever mapped into the process (see docs/datasets.md, "Memory, measured").
+        max_gap_bytes: with ``mmap=False``, rows of one batch at most this many bytes apart
+            in the file are read with one ``preadv`` (the bytes between are thrown away);
+            default one 4 KiB page. 0: only adjacent rows share a read.
         transform, target_transform, seed: see :class:`~batchfeed.sources.SourceDataset`.
 
     Samples come back as tensors of the stored dtype, copied out of the file (writable;
@@ -64,6 +70,7 @@ class NpyDataset(SourceDataset):
         labels: str | os.PathLike,
         *,
         mmap: bool = True,
+        max_gap_bytes: int = MAX_GAP_BYTES,
         transform: Callable | None = None,
         target_transform: Callable | None = None,
         seed: int = 0,
@@ -87,13 +94,24 @@ class NpyDataset(SourceDataset):
         self.features_path: Path = hx.path
         self.labels_path: Path = hy.path
         self.mmap = bool(mmap)
+        if isinstance(max_gap_bytes, bool) or not isinstance(max_gap_bytes, (int, np.integer)) or max_gap_bytes < 0:
+            raise ValueError(f"max_gap_bytes must be a non-negative integer, got {max_gap_bytes!r}")
+        self.max_gap_bytes = int(max_gap_bytes)
         self._headers = (hx, hy)
         self._n = hx.shape[0]
         self._open: tuple[Any, Any] | None = None  # memmaps or file descriptors, per process
 
     # -- lazy, per-process file access --------------------------------------------------
     def __del__(self) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the files (unmap the memory maps) this process opened; the next read reopens them.
+
+        What a cold-cache measurement needs: the kernel drops no page that is still mapped.
+        """
         opened = self.__dict__.get("_open")
+        self.__dict__["_open"] = None
         if opened is not None and not self.__dict__.get("mmap", True):
             for fd in opened:
                 try:
@@ -102,43 +120,69 @@ class NpyDataset(SourceDataset):
                     pass
 
     def _files(self) -> tuple[Any, Any]:
-        if self._open is None:
-            if self.mmap:
-                self._open = tuple(np.load(h.path, mmap_mode="r") for h in self._headers)
-            else:
-                self._open = tuple(os.open(h.path, os.O_RDONLY) for h in self._headers)
-        return self._open
+        with _OPENING:  # reader threads (TensorLoader's prefetch) may ask at once; open once
+            if self._open is None:
+                if self.mmap:
+                    self._open = tuple(map_rows(h.path) for h in self._headers)
+                else:
+                    self._open = tuple(os.open(h.path, os.O_RDONLY) for h in self._headers)
+            return self._open
 
-    def _pread_rows(self, which: int, rows: Sequence[int]) -> np.ndarray:
-        h, fd = self._headers[which], self._files()[which]
-        out = np.empty((len(rows), *h.shape[1:]), dtype=h.dtype)
-        flat = out.reshape(len(rows), -1).view(np.uint8)
-        size = h.row_bytes  # > 0: empty samples are refused in the constructor
-        for j, i in enumerate(rows):
-            got = os.preadv(fd, [flat[j]], h.offset + int(i) * size)
-            if got != size:
-                raise SourceError(f"{str(h.path)!r}: row {i} short read ({got} of {size} bytes); was the file truncated?")
-        return out
-
-    def _rows(self, which: int, rows: Sequence[int]) -> np.ndarray:
+    def _read_rows(self, which: int, rows: np.ndarray, plan: RowPlan | None) -> torch.Tensor:
+        """Rows ``rows`` (valid int64) of file ``which`` (0 features, 1 labels), in that order, as fresh memory."""
         if self.mmap:
-            return np.array(self._files()[which][np.asarray(rows, dtype=np.int64)])
-        return self._pread_rows(which, rows)
+            return take_rows(self._files()[which], rows)
+        h = self._headers[which]
+        out, _calls = pread_rows(self._files()[which], h.path, h.offset, h.shape[1:], h.dtype,
+                                 plan if plan is not None else plan_rows(rows), max_gap_bytes=self.max_gap_bytes)
+        return torch.from_numpy(native(out))
+
+    def _rows(self, which: int, rows: Sequence[int]) -> torch.Tensor:
+        return self._read_rows(which, np.asarray(rows, dtype=np.int64), None)
+
+    def read_batch(self, indices: Any) -> list[torch.Tensor]:
+        """The samples ``indices`` (1-d integers: a list, array or tensor; any order, repeats and
+        negatives allowed) as one batch ``[features, labels]``, equal to
+        ``default_collate([self[i] for i in indices])``, which DataLoader would build.
+
+        Each file is read once for the whole batch: one ``index_select`` from the memory map
+        (the GIL released, page faults included), or
+        (``mmap=False``) its rows sorted, each read once by ``preadv`` calls that coalesce
+        nearby rows, then put back in ``indices``' order. Transforms run on the whole batch when they have an exact
+        batch form (:meth:`batchfeed.transforms.Normalize.on_batch`), per sample otherwise,
+        with the same seeded results as ``self[i]``. :class:`batchfeed.TensorLoader` reads
+        every batch of an ``NpyDataset`` this way.
+
+        Raises:
+            TypeError: ``indices`` is not a 1-d sequence of integers.
+            IndexError: an index out of range, named.
+            SourceError: a file ended early (truncated after the dataset was built), named.
+        """
+        rows = batch_indices(indices, self._n, self)
+        plan = None if self.mmap else plan_rows(rows)  # shared by the two files
+        xb = self._read_rows(0, rows, plan)
+        yb = self._read_rows(1, rows, plan)
+        return self._finish_batch(rows, xb, yb)
+
+    @property
+    def row_bytes(self) -> int:
+        """Bytes of one sample in the files (features and label): what a batch of ``B`` reads is ``B`` times this."""
+        return self._headers[0].row_bytes + self._headers[1].row_bytes
 
     # -- Dataset protocol -------------------------------------------------------------
     def __len__(self) -> int:
         return self._n
 
     def _read(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
-        return torch.from_numpy(self._rows(0, [i]))[0], torch.from_numpy(self._rows(1, [i]))[0]
+        return self._rows(0, [i])[0], self._rows(1, [i])[0]
 
     def __getitems__(self, indices: Sequence[int]) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        """A whole batch with one read per file (memmap) or one ``preadv`` per row; torch's fetcher calls this."""
+        """A whole batch as a list of samples, each file read once (as :meth:`read_batch`); torch's fetcher calls this."""
         rows = [check_index(type(self).__name__, i, self._n) for i in indices]
         if not rows:
             return []
-        xs = torch.from_numpy(self._rows(0, rows)).unbind(0)
-        ys = torch.from_numpy(self._rows(1, rows)).unbind(0)
+        xs = self._rows(0, rows).unbind(0)
+        ys = self._rows(1, rows).unbind(0)
         return [self._finish(i, x, y) for i, x, y in zip(rows, xs, ys)]
 
     def __repr__(self) -> str:
