@@ -12,6 +12,7 @@ from .experiments import (
     sort_by_label,
 )
 from .loader import TensorLoader
+from .samplers import BlockShuffleSampler
 from .training import (
     DivergenceError,
     History,
@@ -26,6 +27,7 @@ from .workers import NamedSampleErrors, seed_worker
 __version__ = "0.1.0"
 
 __all__ = [
+    "BlockShuffleSampler",
     "Comparison",
     "DivergenceError",
     "History",
