@@ -104,9 +104,11 @@ class BlockShuffleSampler(Sampler[int]):
             each epoch draws a seed from torch's global RNG, as ``RandomSampler`` does.
 
     ``state_dict()`` / ``load_state_dict()`` (torchdata's ``Stateful``, so ``StatefulDataLoader``
-    restores it instead of skipping batches): mid-epoch, the generator's state at the epoch's
-    start (its seed with ``generator=None``) and the indices handed out, so the next
-    ``iter()`` hands out the rest of that epoch; between epochs, the generator's state.
+    restores it instead of skipping batches): mid-epoch (from ``iter()`` until the epoch's last
+    index is handed out), the generator's state at the epoch's start (its seed with
+    ``generator=None``) and the indices handed out, so the next ``iter()`` hands out the rest
+    of that epoch; between epochs, the generator's state. One epoch at a time: a second
+    ``iter()`` starts a new epoch and the state follows it.
     :class:`batchfeed.TensorLoader` resumes it through ``sampler.generator`` instead (it saves
     and restores a sampler's own generator and skips the batches already served).
 
@@ -141,19 +143,20 @@ class BlockShuffleSampler(Sampler[int]):
         return torch.Generator().manual_seed(start["seed"])
 
     def __iter__(self) -> Iterator[int]:
+        """The epoch's order is drawn now, at ``iter()``; a loaded mid-epoch state redraws its epoch and skips what was handed out."""
         resume, self._resume = self._resume, None
-        if resume is not None and resume["yielded"] > 0:
+        if resume is not None and resume["in_epoch"]:
             start, skip = {k: resume[k] for k in ("generator_state", "seed")}, resume["yielded"]
         elif self.generator is not None:
             start, skip = {"generator_state": self.generator.get_state().tolist(), "seed": None}, 0
         else:
             start, skip = {"generator_state": None, "seed": int(torch.empty((), dtype=torch.int64).random_().item())}, 0
         order = block_shuffle_order(self.n, self.block_size, self.buffer_size, self._draw_generator(start))
-        return self._hand_out(order.tolist(), start, skip)
-
-    def _hand_out(self, order: list[int], start: dict[str, Any], skip: int) -> Iterator[int]:
         self._start, self._yielded = start, skip
-        for i in order[skip:]:
+        return self._hand_out(order.tolist()[skip:])
+
+    def _hand_out(self, order: list[int]) -> Iterator[int]:
+        for i in order:
             self._yielded += 1
             yield i
         self._start, self._yielded = None, 0
@@ -161,10 +164,10 @@ class BlockShuffleSampler(Sampler[int]):
     def state_dict(self) -> dict[str, Any]:
         """Where the sampler stands, as plain JSON-serialisable data (see the class docstring)."""
         state = {"format": STATE_FORMAT, "n": self.n, "block_size": self.block_size, "buffer_size": self.buffer_size}
-        if self._start is not None and self._yielded > 0:
-            return {**state, **self._start, "yielded": self._yielded}
+        if self._start is not None:
+            return {**state, **self._start, "in_epoch": True, "yielded": self._yielded}
         g = None if self.generator is None else self.generator.get_state().tolist()
-        return {**state, "generator_state": g, "seed": None, "yielded": 0}
+        return {**state, "generator_state": g, "seed": None, "in_epoch": False, "yielded": 0}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Resume from :meth:`state_dict`: the next ``iter()`` hands out what was left of the saved epoch.
@@ -184,6 +187,6 @@ class BlockShuffleSampler(Sampler[int]):
                         + ", this one " + ("has one" if self.generator is not None else "has none"))
         if diff:
             raise ValueError("state_dict was saved by a different sampler: " + ", ".join(diff))
-        if state["yielded"] == 0 and self.generator is not None:
+        if not state["in_epoch"] and self.generator is not None:
             self.generator.set_state(torch.tensor(state["generator_state"], dtype=torch.uint8))
         self._resume = dict(state)
