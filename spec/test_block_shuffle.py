@@ -13,8 +13,10 @@ naming the bad argument.
 
 from __future__ import annotations
 
+import io
 import json
 import math
+import statistics
 
 import pytest
 import torch
@@ -22,8 +24,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 from torch.utils.data import DataLoader
 
-from batchfeed import BlockShuffleSampler, TensorLoader
+from batchfeed import BlockShuffleSampler, TensorLoader, blockread
+from batchfeed.blockread import measure_block_reads, speedups
+from batchfeed.experiments.blocks import block_convergence
+from batchfeed.outofcore import make_files
 from batchfeed.samplers import block_shuffle_order
+from batchfeed.targets import COLD_RESIDENT_MAX
 from batchfeed.sources import NpyDataset, write_npy_dataset
 from spec.helpers import IndexedDataset
 
@@ -286,3 +292,69 @@ def test_empty_dataset_gives_an_empty_epoch():
     """n=0: len 0, no indices."""
     s = BlockShuffleSampler(0, 4, generator=torch.Generator())
     assert len(s) == 0 and list(s) == []
+
+
+# --- what it costs and what it buys: the experiments, and the figures for the ledger -------------
+
+def test_block_convergence_table_is_the_experiments_runs():
+    """block_convergence: a row per experiment and order, a loss and accuracy per seed; block 1 through the
+    sampler draws RandomSampler's first permutation, so with one epoch it trains exactly as shuffle=True."""
+    table = block_convergence((1, 8), seeds=range(2), n=64, epochs=1, batch_size=8, loader=TensorLoader)
+    assert [(r.experiment, r.order, r.block_size, r.buffer_size) for r in table.rows] == [
+        (e, o, b, b) for e in ("sorted", "tutorial") for o, b in (("none", None), ("full", None), ("block", 1),
+                                                                    ("block", 8))]
+    for exp in ("sorted", "tutorial"):
+        full, one = table.row(exp, "full"), table.row(exp, "block", 1)
+        assert one.losses == full.losses and one.accuracies == full.accuracies
+        assert all(len(r.losses) == len(r.accuracies) == 2 for r in table.rows)
+        none = table.row(exp, "none")
+        assert table.wins(full, "none") == sum(a < b for a, b in zip(full.losses, none.losses))
+    text = table.format()
+    assert "label-sorted data (the C11 experiment), N=64" in text and "| block 8, buffer 8 |" in text
+    with pytest.raises(ValueError, match="unknown experiment"):
+        block_convergence((4,), experiments=("shuffled",))
+
+
+def test_blockread_prints_both_tables_and_keeps_them_as_json(tmp_path):
+    """python -m batchfeed.blockread, tiny: the cold and warm read tables (every mode, back end and block size,
+    the references) and the convergence tables, all in its JSON."""
+    out = io.StringIO()
+    assert blockread.main(["--n", "3000", "--repeats", "1", "--seeds", "1", "--conv-n", "64", "--blocks", "1", "4",
+                           "--dir", str(tmp_path / "files"), "--json", str(tmp_path / "out.json")], out=out) == 0
+    text = out.getvalue()
+    for words in ("ooc-cold: N=3,000", "ooc-warm: N=3,000", "| mmap | sampler | block 4, buffer 4 |",
+                  "| pread | chunked | shuffle=True (TensorLoader's own) |", "sequential read of the files (bound)",
+                  "the tutorial's data, in its own (random) order, N=64", "load average at end"):
+        assert words in text, words
+    saved = json.loads((tmp_path / "out.json").read_text())
+    assert len(saved["reads"]) == 2 * (2 * 2 * 2 + 3) and len(saved["convergence"]) == 1
+    assert all(r["samples"] == 3000 for r in saved["reads"])
+
+
+@pytest.mark.claim("C11")
+def test_claim_block_shuffle_convergence_cost(claim_figures):
+    """On C11's label-sorted data (N=1000, B=32, lr=0.1, 5 epochs), blocks of 64 rows and a buffer of 64,
+    against no shuffling, 10 seeds: the wins and mean accuracy go beside C11's verdict (never deciding it)."""
+    table = block_convergence((64,), seeds=range(10), experiments=("sorted",), loader=TensorLoader)
+    block = table.row("sorted", "block", 64)
+    claim_figures.record("block_size", 64)
+    claim_figures.record("block_buffer", block.buffer_size)
+    claim_figures.record("block_seeds", len(block.losses))
+    claim_figures.record("block_wins", table.wins(block, "none"))
+    claim_figures.record("acc_block", statistics.mean(block.accuracies))
+    assert len(block.losses) == 10
+
+
+@pytest.mark.claim("C9")
+def test_claim_block_shuffle_reads_cold_files_faster(tmp_path, claim_figures):
+    """An epoch of batches (B=256) from .npy files (N=50,000, F=64) through TensorLoader(NpyDataset, sampler=...),
+    page cache dropped before each of 3 timed epochs: blocks of 64 rows against the fully shuffled order. The
+    speed-up goes beside C9's verdict, only if the pages really left the cache (not so on tmpfs)."""
+    files = make_files(tmp_path, 50_000, 64)
+    rows = measure_block_reads(files, 256, (64,), cold=True, backends=("mmap",), modes=("sampler",), repeats=3)
+    assert all(m.samples == 50_000 for m in rows.values())
+    if max(max(m.resident) for m in rows.values()) <= COLD_RESIDENT_MAX:
+        claim_figures.record("block_read_n", files.n)
+        claim_figures.record("block_read_batch", 256)
+        claim_figures.record("block_read_size", 64)
+        claim_figures.record("block_read_speedup", speedups(rows, "mmap")[64])

@@ -13,10 +13,20 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-__all__ = ["CLAIMS", "Claim", "PENDING", "decide"]
+__all__ = ["CLAIMS", "Claim", "PENDING", "Report", "decide"]
 
 PENDING = "pending"
 Figures = Mapping[str, float]
+
+
+@dataclass(frozen=True)
+class Report:
+    """Figures reported beside a claim's verdict that never decide it: ``text(figures)`` is
+    appended to the figure text when every one of ``needs`` was recorded, and left out (the
+    claim not pending for it) when any is missing."""
+
+    needs: tuple[str, ...]
+    text: Callable[[Figures], str]
 
 
 @dataclass(frozen=True)
@@ -29,6 +39,7 @@ class Claim:
         rule: the verdict rule, in words, exactly what ``decide`` computes.
         needs: figure keys ``decide`` reads; any missing means ``pending``.
         decide: figures -> ``(verdict, figure text)``.
+        reports: figures shown beside the verdict, never deciding it (:class:`Report`).
     """
 
     id: str
@@ -36,6 +47,7 @@ class Claim:
     rule: str
     needs: tuple[str, ...]
     decide: Callable[[Figures], tuple[str, str]]
+    reports: tuple[Report, ...] = ()
 
 
 def _frac(k: float, n: float) -> str:
@@ -268,6 +280,24 @@ def _c13(f: Figures) -> tuple[str, str]:
             "DataLoader's per-sample __getitem__ and collate cost more than the training step itself"), text
 
 
+# --- reported beside verdicts ----------------------------------------------------------
+
+def _block_reads(f: Figures) -> str:
+    return (f"block shuffle (issue 15): an epoch of batches of {int(f['block_read_batch'])} from .npy files "
+            f"(N={int(f['block_read_n'])}, page cache dropped) in blocks of {int(f['block_read_size'])} contiguous rows "
+            f"read x{f['block_read_speedup']:.2f} as fast as in fully shuffled order; its convergence cost is under C11")
+
+
+def _block_convergence(f: Figures) -> str:
+    n = f["block_seeds"]
+    return (f"block shuffle (issue 15) in blocks of {int(f['block_size'])} contiguous rows, shuffle buffer "
+            f"{int(f['block_buffer'])}, same data: lower full-data loss than no shuffle in "
+            f"{_frac(f['block_wins'], n)} seeds, mean accuracy {f['acc_block']:.3f}; its cold-cache speed-up is under C9")
+
+
+BLOCK_READS = Report(("block_read_n", "block_read_batch", "block_read_size", "block_read_speedup"), _block_reads)
+BLOCK_CONVERGENCE = Report(("block_size", "block_buffer", "block_seeds", "block_wins", "acc_block"), _block_convergence)
+
 CLAIMS: dict[str, Claim] = {c.id: c for c in [
     Claim("C1", "Memory Efficient → Only small batches are processed at a time, not the full dataset.",
           "peak-RSS slopes over N (same B), fitted: holds if full-batch grows >= 90% of a sample's bytes per sample "
@@ -308,7 +338,8 @@ CLAIMS: dict[str, Claim] = {c.id: c for c in [
     Claim("C9", "Supports scalability, since data does not need to be loaded in memory all at once.",
           "holds if a lazy mini-batch epoch's peak RSS grows <= 10% of a sample's bytes per sample as N grows; "
           "else refuted (the memory-mapped slope is reported)",
-          ("minibatch_bytes_per_sample", "data_bytes_per_sample", "memmap_rss_bytes_per_sample", "max_n"), _c9),
+          ("minibatch_bytes_per_sample", "data_bytes_per_sample", "memmap_rss_bytes_per_sample", "max_n"), _c9,
+          (BLOCK_READS,)),
     Claim("C10", "Loads data in mini-batches instead of all at once → prevents memory overflow. "
                  "(\"If you have 10GB dataset, you cannot load all of it into GPU memory at once.\")",
           "under a private-memory budget (RLIMIT_DATA) at least 2x smaller than the data: holds if a mini-batch epoch "
@@ -322,7 +353,7 @@ CLAIMS: dict[str, Claim] = {c.id: c for c in [
     Claim("C11", "Shuffles data to prevent the model from learning order patterns.",
           "on label-sorted data: holds if shuffle=True reaches the lower full-data loss in >= 90% of seeds; "
           "refuted if in <= 50%; else holds only in some seeds",
-          ("seeds", "epochs", "shuffle_wins", "acc_shuffled", "acc_unshuffled"), _c11),
+          ("seeds", "epochs", "shuffle_wins", "acc_shuffled", "acc_unshuffled"), _c11, (BLOCK_CONVERGENCE,)),
     Claim("C12", "Enables parallel data loading using workers → speeds up training.",
           "speed-up = time of a training epoch with num_workers=0 / with num_workers=2 (worker start-up "
           "included; main process on 1 torch thread). Expensive samples: 10 ms of simulated waiting "
@@ -350,10 +381,13 @@ CLAIMS: dict[str, Claim] = {c.id: c for c in [
 
 
 def decide(claim_id: str, figures: Figures | None) -> tuple[str, str]:
-    """The verdict and figure text for ``claim_id`` from this run's figures."""
+    """The verdict and figure text for ``claim_id`` from this run's figures (with its reports' texts
+    appended, those whose figures were all recorded)."""
     claim = CLAIMS[claim_id]
     figures = figures or {}
     missing = [k for k in claim.needs if k not in figures]
     if missing:
         return PENDING, "not measured in this run" if not figures else f"missing figures: {', '.join(missing)}"
-    return claim.decide(figures)
+    verdict, text = claim.decide(figures)
+    shown = [r.text(figures) for r in claim.reports if all(k in figures for k in r.needs)]
+    return verdict, "; ".join([text, *shown])

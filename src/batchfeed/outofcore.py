@@ -158,17 +158,20 @@ def ooc_epoch(name: str, files: OocFiles, batch_size: int, *, seed: int = 0) -> 
 
 def measure_files(files: OocFiles, batch_size: int, *, cold: bool, rivals: Sequence[str] | None = None,
                   repeats: int = 3, warmup: int = 1, seed: int = 0,
-                  on_epoch: Callable[[str], None] | None = None) -> dict[str, Measurement]:
+                  on_epoch: Callable[[str], None] | None = None, extra: dict | None = None) -> dict[str, Measurement]:
     """Time one epoch of each rival ``repeats`` times, rounds interleaved across rivals.
 
     Warm: after ``warmup`` untimed epochs per rival (which also bring the files into the page
     cache). Cold: before every timed epoch the rival's files are closed and the files' pages
-    dropped; the fraction still resident goes to ``Measurement.resident``.
+    dropped; the fraction still resident goes to ``Measurement.resident``. ``extra``: more rivals,
+    ``{key: (label, close, epoch)}`` as :func:`ooc_epoch` returns them (batchfeed.blockread's).
     """
     check_positive_int("repeats", repeats)
-    rivals = list(OOC_RIVALS) if rivals is None else list(rivals)
-    fns = {r: ooc_epoch(r, files, batch_size, seed=seed) for r in rivals}
-    out = {r: Measurement(GROUPS[cold], r, OOC_RIVALS[r], files.n, files.num_features, batch_size, "cpu",
+    extra = extra or {}
+    rivals = (list(OOC_RIVALS) if rivals is None else list(rivals)) + list(extra)
+    fns = {r: extra[r][1:] if r in extra else ooc_epoch(r, files, batch_size, seed=seed) for r in rivals}
+    labels = {**OOC_RIVALS, **{r: e[0] for r, e in extra.items()}}
+    out = {r: Measurement(GROUPS[cold], r, labels[r], files.n, files.num_features, batch_size, "cpu",
                           files.epoch_bytes, 0) for r in rivals}
     step = on_epoch or (lambda _r: None)
     for r in rivals:
