@@ -86,11 +86,12 @@ def block_rivals(files: OocFiles, batch_size: int, block_sizes: Sequence[int], *
 
 def measure_block_reads(files: OocFiles, batch_size: int, block_sizes: Sequence[int] = BLOCK_SIZES, *, cold: bool,
                         buffer_size: int | None = None, backends: Sequence[str] = tuple(BACKENDS),
-                        modes: Sequence[str] = MODES, repeats: int = 3, seed: int = 0, on_epoch: Callable[[str], None] | None = None) -> dict[str, Measurement]:
+                        modes: Sequence[str] = MODES, repeats: int = 3, warmup: int = 1, seed: int = 0, on_epoch: Callable[[str], None] | None = None) -> dict[str, Measurement]:
     """One epoch of every block rival and reference, ``repeats`` times interleaved (cold: pages dropped before each)."""
     sizes = sorted({1, *block_sizes})
     refs = [r for k in (*backends, None) for r in REFERENCES[k]]
-    return measure_files(files, batch_size, cold=cold, rivals=refs, repeats=repeats, seed=seed, on_epoch=on_epoch,
+    return measure_files(files, batch_size, cold=cold, rivals=refs, repeats=repeats, warmup=warmup, seed=seed,
+                         on_epoch=on_epoch,
                          extra=block_rivals(files, batch_size, sizes, buffer_size=buffer_size, backends=backends,
                                             modes=modes, seed=seed))
 
