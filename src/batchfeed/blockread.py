@@ -30,7 +30,7 @@ from typing import Any
 import torch
 from torch.utils.data import Subset
 
-from .experiments.blocks import BLOCK_SIZES, block_convergence
+from .experiments.blocks import BLOCK_SIZES, EXPERIMENTS, block_convergence
 from .loader import TensorLoader
 from .machine import storage_name
 from .outofcore import OocFiles, make_files, measure_files
@@ -140,6 +140,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--dir", default=None, help="where to write the files (default: a temporary folder)")
     p.add_argument("--seeds", type=int, default=10, help="seeds of the convergence experiments (0: skip them)")
     p.add_argument("--conv-n", type=int, nargs="+", default=[1000, 16384], help="N of the convergence experiments")
+    p.add_argument("--experiments", nargs="+", choices=list(EXPERIMENTS), default=list(EXPERIMENTS))
     p.add_argument("--json", default=None, help="also write everything to this JSON file")
     return p
 
@@ -177,7 +178,8 @@ def main(argv: Sequence[str] | None = None, out: Any = None) -> int:
     rows = _reads(args, out) if args.cache else []
     tables = []
     for n in args.conv_n if args.seeds else []:
-        table = block_convergence(args.blocks, seeds=range(args.seeds), n=n, buffer_size=args.buffer, loader=TensorLoader)
+        table = block_convergence(args.blocks, seeds=range(args.seeds), n=n, buffer_size=args.buffer, loader=TensorLoader,
+                                  experiments=args.experiments)
         print(table.format(), file=out, flush=True)
         tables.append(table.to_dict())
     print(f"load average at end {_loadavg()}", file=out)
