@@ -29,8 +29,8 @@ from batchfeed.blockread import measure_block_reads, speedups
 from batchfeed.experiments.blocks import block_convergence
 from batchfeed.outofcore import make_files
 from batchfeed.samplers import block_shuffle_order
-from batchfeed.targets import COLD_RESIDENT_MAX
 from batchfeed.sources import NpyDataset, write_npy_dataset
+from batchfeed.targets import COLD_RESIDENT_MAX
 from spec.helpers import IndexedDataset
 
 seeds = st.integers(min_value=0, max_value=2**63 - 1)

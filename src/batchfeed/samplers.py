@@ -95,7 +95,7 @@ class BlockShuffleSampler(Sampler[int]):
     """Indices ``0 .. n-1`` once per epoch: blocks of contiguous indices shuffled, then a shuffle buffer.
 
     Args:
-        data_source_or_n: the dataset (its ``len``) or the number of samples ``n``.
+        data_source_or_n: the dataset (its ``len``, read once here) or the number of samples ``n``.
         block_size: indices per block (contiguous rows of the file); 1 = a uniform shuffle.
         buffer_size: slots of the shuffle buffer, in indices; default ``block_size`` (one
             block's worth). 1 = the blocks whole, in shuffled order. Any size >= 1 is allowed:

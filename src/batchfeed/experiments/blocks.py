@@ -105,10 +105,10 @@ class BlockTable:
             rows = [r for r in self.rows if r.experiment == exp]
             if not rows:
                 continue
-            lines += [f"{what}, N={self.config['n'][exp]}, B={self.config['batch_size']}, {self.config['epochs']} epochs, "
-                      f"lr={self.config['lr']}, {seeds} seeds (mean ± std over seeds):", "",
-                      "| order | final full-data loss | loss - full shuffle's (same seed) | final accuracy | "
-                      "lower loss than no shuffle | lower loss than full shuffle |", "|---|---:|---:|---:|---:|---:|"]
+            lines += [(f"{what}, N={self.config['n'][exp]}, B={self.config['batch_size']}, {self.config['epochs']} epochs, "
+                      f"lr={self.config['lr']}, {seeds} seeds (mean ± std over seeds):"), "",
+                      ("| order | final full-data loss | loss - full shuffle's (same seed) | final accuracy | "
+                      "lower loss than no shuffle | lower loss than full shuffle |"), "|---|---:|---:|---:|---:|---:|"]
             full = self.row(exp, "full")
             for r in rows:
                 (lm, ls), (am, as_) = r.mean_std(r.losses), r.mean_std(r.accuracies)
