@@ -1,0 +1,84 @@
+"""Fields of a CSV chunk parsed into an array as Python's ``float()``/``int()`` read them,
+or the first bad field located (its index in the chunk and why)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+__all__ = ["BadField", "parse_fields"]
+
+
+class BadField(Exception):
+    """Field ``index`` of a chunk's flat field list is bad; ``reason`` says how."""
+
+    def __init__(self, index: int, reason: str) -> None:
+        super().__init__(index, reason)
+        self.index, self.reason = index, reason
+
+
+def _first_bad(strings: Sequence[str], parse: Callable[[str], Any]) -> int:
+    for k, s in enumerate(strings):
+        try:
+            parse(s)
+        except (ValueError, OverflowError):
+            return k
+    raise AssertionError("a chunk failed to parse but every field parses")  # pragma: no cover
+
+
+def _floats(strings: Sequence[str], dtype: np.dtype) -> np.ndarray:
+    """The fields as ``dtype``, each read as Python's ``float()`` reads it; a finite value that
+    ``dtype`` cannot hold (1e39 in float32) is an error, not an infinity."""
+    try:
+        wide = np.fromiter(map(float, strings), dtype=np.float64, count=len(strings))
+    except ValueError:
+        raise BadField(_first_bad(strings, float), "is not a number") from None
+    if dtype == np.float64:
+        return wide
+    with np.errstate(over="ignore"):
+        out = wide.astype(dtype)
+    over = np.flatnonzero(np.isinf(out) & np.isfinite(wide))
+    if over.size:
+        raise BadField(int(over[0]), f"overflows {dtype}")
+    return out
+
+
+def _integer(s: str) -> int:
+    """``s`` as an int: an integer literal, or a float literal with an exact integral value."""
+    try:
+        return int(s)
+    except ValueError:
+        f = float(s)  # ValueError: not a number at all
+    if not (np.isfinite(f) and f.is_integer()) or abs(f) > 2**53:
+        raise OverflowError(f"{s!r} is not an integer")
+    return int(f)
+
+
+def _integers(strings: Sequence[str], dtype: np.dtype) -> np.ndarray:
+    """The fields as ``dtype``; a non-integral value or one out of the dtype's range is an error."""
+    info = np.iinfo(dtype)
+    try:
+        wide = np.fromiter(map(int, strings), dtype=np.int64 if dtype.kind == "i" else np.uint64, count=len(strings))
+    except (ValueError, OverflowError):  # "3.0", "1e3", or beyond 64 bits: field by field
+        values = []
+        for k, s in enumerate(strings):
+            try:
+                v = _integer(s)
+            except ValueError:
+                raise BadField(k, "is not a number") from None
+            except OverflowError:
+                raise BadField(k, f"is not an integer (dtype {dtype})") from None
+            if not info.min <= v <= info.max:
+                raise BadField(k, f"is out of range for {dtype}")
+            values.append(v)
+        return np.array(values, dtype=dtype)
+    out_of_range = np.flatnonzero((wide < info.min) | (wide > info.max))
+    if out_of_range.size:
+        raise BadField(int(out_of_range[0]), f"is out of range for {dtype}")
+    return wide.astype(dtype)
+
+
+def parse_fields(strings: Sequence[str], dtype: np.dtype) -> np.ndarray:
+    return _floats(strings, dtype) if dtype.kind == "f" else _integers(strings, dtype)
