@@ -8,6 +8,7 @@ header; converting once to ``.npy`` handles all of that and then feeds at the sp
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
 import itertools
@@ -28,7 +29,7 @@ from .._checks import check_positive_int
 from ._common import SourceError, existing_file
 from ._fields import BadField, parse_fields
 
-__all__ = ["CsvConversion", "convert_csv"]
+__all__ = ["CsvConversion", "convert_csv", "numpy_dtype"]
 
 #: Fields held at once when ``chunk_rows`` is not given: about 20 MB of Python strings.
 CHUNK_FIELDS = 1 << 18
@@ -62,7 +63,7 @@ class CsvConversion:
         return NpyDataset(self.features, self.labels, **kwargs)
 
 
-def _numpy_dtype(name: str, dtype: Any) -> np.dtype:
+def numpy_dtype(name: str, dtype: Any) -> np.dtype:
     """A torch or numpy dtype as a native-order numpy float or integer dtype."""
     try:
         dt = torch.empty((), dtype=dtype).numpy().dtype if isinstance(dtype, torch.dtype) else np.dtype(dtype)
@@ -177,6 +178,8 @@ def _check_outputs(src: Path, features: Any, labels: Any) -> tuple[Path, Path | 
     for p in outs:
         if not p.parent.is_dir():
             raise FileNotFoundError(f"output folder {str(p.parent)!r} (for {str(p)!r}) does not exist")
+        if p.exists() and not p.is_file():
+            raise ValueError(f"output {str(p)!r} exists and is not a regular file")
         if p.resolve() == src.resolve():
             raise ValueError(f"output {str(p)!r} is the CSV file itself")
     if len(outs) == 2 and outs[0].resolve() == outs[1].resolve():
@@ -184,7 +187,11 @@ def _check_outputs(src: Path, features: Any, labels: Any) -> tuple[Path, Path | 
     return outs[0], (outs[1] if labels is not None else None)
 
 
-def _check_options(delimiter: str, labels: Any, label_column: Any, chunk_rows: int | None) -> None:
+def _check_options(delimiter: str, encoding: str, labels: Any, label_column: Any, chunk_rows: int | None) -> None:
+    try:
+        codecs.lookup(encoding)
+    except (LookupError, TypeError):
+        raise ValueError(f"encoding {encoding!r} is not a text encoding Python knows") from None
     if not isinstance(delimiter, str) or len(delimiter) != 1 or delimiter in "\r\n\"":
         raise ValueError(f"delimiter must be one character other than a quote or line end, got {delimiter!r}")
     if labels is None and label_column is not None:
@@ -325,8 +332,8 @@ def convert_csv(
         ValueError: a column name not in the header, an index out of range, a bad option.
     """
     src = existing_file(path, "CSV file")
-    _check_options(delimiter, labels, label_column, chunk_rows)
-    dtypes = (_numpy_dtype("dtype", dtype), _numpy_dtype("label_dtype", label_dtype))
+    _check_options(delimiter, encoding, labels, label_column, chunk_rows)
+    dtypes = (numpy_dtype("dtype", dtype), numpy_dtype("label_dtype", label_dtype))
     fpath, lpath = _check_outputs(src, features, labels)
     with open(src, "rb") as raw, io.TextIOWrapper(raw, encoding=encoding, newline="") as text:
         reader = csv.reader(text, delimiter=delimiter, strict=True)
