@@ -12,6 +12,7 @@ import csv
 import io
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -175,3 +176,101 @@ def test_progress_reports_every_byte_once(tmp_path):
     seen: list[int] = []
     convert_csv(tmp_path / "p.csv", tmp_path / "X.npy", tmp_path / "y.npy", chunk_rows=100, progress=seen.append)
     assert len(seen) >= 10 and all(s >= 0 for s in seen) and sum(seen) == (tmp_path / "p.csv").stat().st_size
+
+
+# --- bad input: named file, line and column; no output left behind --------------------------
+
+HEADER3 = "a,b,label\n"
+BAD_INPUT = [
+    # (file bytes, convert_csv keywords, message pattern after "'.../bad.csv' ")
+    (HEADER3 + "1,2,0\n1,x,1\n", {}, r"line 3, column 2 \('b'\): 'x' is not a number"),
+    (HEADER3 + "1,2,cat\n", {}, r"line 2, column 3 \('label'\): 'cat' is not a number"),
+    (HEADER3 + "1,,0\n", {}, r"line 2, column 2 \('b'\): '' is not a number"),
+    (HEADER3 + "1,2,2.5\n", {}, r"line 2, column 3 \('label'\): '2.5' is not an integer \(dtype int64\)"),
+    (HEADER3 + "1,1e39,0\n", {}, r"line 2, column 2 \('b'\): '1e39' overflows float32"),
+    (HEADER3 + "1e999,1,0\n", {"dtype": torch.float64}, r"line 2, column 1 \('a'\): '1e999' overflows float64"),
+    (HEADER3 + "1,2,300\n", {"label_dtype": torch.int8}, r"line 2, column 3 \('label'\): '300' is out of range for int8"),
+    (HEADER3 + "1,2,-1\n", {"label_dtype": torch.uint8}, r"line 2, column 3 \('label'\): '-1' is out of range for uint8"),
+    (HEADER3 + "1,2,0\n1,2\n", {}, r"line 3: 2 fields, but line 1 has 3"),
+    (HEADER3 + "1,2,0\n\n1,2,0,4\n", {}, r"line 4: 4 fields, but line 1 has 3"),
+    ("id,note,a,label\n1,\"two\nlines\",x,0\n", {"feature_columns": ["a"]}, r"line 3, column 3 \('a'\): 'x' is not a number"),
+    ("", {}, r"is empty$"),
+    ("\n \n\n", {}, r"is empty \(blank lines only\)"),
+    (HEADER3 + "\n", {}, r"has only a header \(line 1\): no data rows"),
+    (HEADER3 + "1,2,0\n", {"label_column": "nope"}, r"line 1: label_column 'nope' is not a column; the header has \['a', 'b', 'label'\]"),
+    (HEADER3 + "1,2,0\n", {"feature_columns": ["a", "c"]}, r"line 1: feature column 'c' is not a column"),
+    ("a,a,label\n1,2,0\n", {"feature_columns": ["a"]}, r"line 1: feature column 'a' names 2 columns \(indices \[0, 1\]\); give an index"),
+    (HEADER3 + "1,2,0\n", {"label_column": 3}, r"line 1: label_column 3 is out of range; the file has 3 columns"),
+    ("a,label\n\"1,2\n3,4\n", {}, r"line 3: malformed CSV: unexpected end of data"),
+    ("a,label\n\"1\"x,2\n", {}, r"line 2: malformed CSV: ',' expected after '\"'"),
+    (b"a,label\n1,2\n\xff,3\n", {}, r"line 3 \(byte 1\): not utf-8-sig text"),
+]
+
+
+@pytest.mark.parametrize(("content", "kwargs", "message"), BAD_INPUT, ids=[m[:40] for _, _, m in BAD_INPUT])
+def test_bad_input_names_file_line_and_column_and_leaves_no_output(tmp_path, content, kwargs, message):
+    """Each kind of bad input raises a ValueError naming the file, the line (and the column of a bad
+    field); no output file is created, and a file already there under the output's name is untouched."""
+    src = tmp_path / "bad.csv"
+    src.write_bytes(content if isinstance(content, bytes) else content.encode())
+    (tmp_path / "X.npy").write_bytes(b"kept")
+    whole = "CSV file " if ("is empty" in message or "only a header" in message) else ""
+    with pytest.raises(ValueError, match=rf"^{whole}{re.escape(repr(str(src)))} {message}"):
+        convert_csv(src, tmp_path / "X.npy", tmp_path / "y.npy", **kwargs)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["X.npy", "bad.csv"]
+    assert (tmp_path / "X.npy").read_bytes() == b"kept"
+
+
+def test_field_errors_are_source_errors():
+    """A bad field is a SourceError (the sources' ValueError for malformed contents)."""
+    with tempfile.TemporaryDirectory() as d:
+        (Path(d) / "s.csv").write_text("a,label\nx,1\n")
+        with pytest.raises(SourceError):
+            convert_csv(Path(d) / "s.csv", Path(d) / "X.npy", Path(d) / "y.npy")
+
+
+@given(table=csv_tables(), data=st.data())
+def test_a_bad_field_anywhere_is_located(table, data):
+    """One bad field in a selected column of any row, in tables whose text fields span lines: the error
+    names the physical line that row ends on (csv.reader's line_num) and the column, counted from 1."""
+    rows = [list(r) for r in table["rows"]]
+    k = data.draw(st.integers(0, len(rows) - 1), label="bad row")
+    kw = table["kwargs"]
+    with tempfile.TemporaryDirectory() as d:
+        src = Path(d) / "t.csv"
+        write_csv(src, table["header"], rows, **table["style"])  # to learn the selected positions
+        run = convert_csv(src, Path(d) / "X.npy", Path(d) / "y.npy", **kw)
+        j = data.draw(st.sampled_from([*run.feature_columns, run.label_column]), label="bad column")
+        rows[k][j] = data.draw(st.sampled_from(["abc", "", "1,5", "1 2", "\"", "0x1f", "--1"]), label="bad field")
+        ends = write_csv(src, table["header"], rows, **table["style"])
+        name = re.escape(f" ({table['header'][j]!r})") if table["header"] else ""
+        with pytest.raises(SourceError, match=rf"t\.csv' line {ends[k]}, column {j + 1}{name}: "):
+            convert_csv(src, Path(d) / "X2.npy", Path(d) / "y2.npy", chunk_rows=data.draw(st.integers(1, 4)), **kw)
+        assert not (Path(d) / "X2.npy").exists() and len(os.listdir(d)) == 3
+
+
+def test_options_are_checked_before_reading(tmp_path):
+    """Bad options, a missing file or folder, an output that is the input: errors naming them."""
+    src = tmp_path / "ok.csv"
+    src.write_text("a,label\n1,0\n")
+    cases = [
+        (dict(path=tmp_path / "none.csv"), FileNotFoundError, "CSV file .*none.csv' does not exist"),
+        (dict(features=tmp_path / "no" / "X.npy"), FileNotFoundError, "output folder .*no' .* does not exist"),
+        (dict(features=src), ValueError, "is the CSV file itself"),
+        (dict(labels=tmp_path / "X.npy"), ValueError, "features and labels are the same file"),
+        (dict(delimiter='"'), ValueError, "delimiter must be one character"),
+        (dict(encoding="klingon"), ValueError, "encoding 'klingon' is not a text encoding"),
+        (dict(chunk_rows=0), ValueError, "chunk_rows must be a positive integer, got 0"),
+        (dict(dtype=torch.bool), TypeError, "dtype must be a float or integer dtype"),
+        (dict(label_dtype="U3"), TypeError, "label_dtype must be a float or integer dtype"),
+        (dict(label_column=1.0), TypeError, "label_column must be a column index or a header name, got float"),
+        (dict(feature_columns="a"), TypeError, "feature_columns must be a sequence"),
+        (dict(feature_columns=["a", 0]), ValueError, "selects column index 0 more than once"),
+        (dict(feature_columns=["label"]), ValueError, r"includes the label column \(index 1\)"),
+        (dict(header=False, label_column="a"), ValueError, "is a name, but .* header=False"),
+    ]
+    for change, error, pattern in cases:
+        kwargs = dict(path=src, features=tmp_path / "X.npy", labels=tmp_path / "y.npy") | change
+        with pytest.raises(error, match=pattern):
+            convert_csv(kwargs.pop("path"), kwargs.pop("features"), kwargs.pop("labels"), **kwargs)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ok.csv"]

@@ -35,6 +35,9 @@ def _floats(strings: Sequence[str], dtype: np.dtype) -> np.ndarray:
         wide = np.fromiter(map(float, strings), dtype=np.float64, count=len(strings))
     except ValueError:
         raise BadField(_first_bad(strings, float), "is not a number") from None
+    for k in np.flatnonzero(np.isinf(wide)):  # "1e999" is no infinity: float() rounds it to one
+        if strings[k].strip().lower().lstrip("+-") not in ("inf", "infinity"):
+            raise BadField(int(k), "overflows float64")
     if dtype == np.float64:
         return wide
     with np.errstate(over="ignore"):
