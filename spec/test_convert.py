@@ -274,3 +274,91 @@ def test_options_are_checked_before_reading(tmp_path):
         with pytest.raises(error, match=pattern):
             convert_csv(kwargs.pop("path"), kwargs.pop("features"), kwargs.pop("labels"), **kwargs)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ok.csv"]
+
+
+# --- memory: O(chunk), measured as peak RSS in a fresh process --------------------------------
+
+#: Run in a fresh interpreter: converts each CSV in turn and prints the RSS before any conversion
+#: (VmRSS now, an upper bound for the imports' share of the peak) and ru_maxrss after each.
+_CHILD = """
+import json, resource, sys
+from batchfeed.sources.csv_convert import convert_csv
+
+def status(key):
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) * 1024 for line in f if line.startswith(key + ":"))
+
+def peak():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: KiB
+
+out = {"before": status("VmRSS"), "peak_before": peak(), "peaks": [], "rows": []}
+for src in sys.argv[1:]:
+    run = convert_csv(src, src + ".X.npy", src + ".y.npy", label_column="label",
+                      feature_columns=[f"f{j}" for j in range(FEATURES)], chunk_rows=CHUNK)
+    out["peaks"].append(peak())
+    out["rows"].append(run.rows)
+out["hwm"] = status("VmHWM")
+print(json.dumps(out))
+"""
+#: Starts the child from a small process. On Linux a child's ru_maxrss includes the high-water
+#: mark of the process image it was exec'd from: started straight from pytest (hundreds of MB,
+#: shared with the child by vfork until exec) it reads as pytest's peak, not the child's.
+_LAUNCHER = "import subprocess, sys; sys.exit(subprocess.call(sys.argv[1:]))"
+FEATURES = 32
+
+
+def write_big_csv(path: Path, blocks: int, *, seed: int = 0) -> int:
+    """A CSV of ``blocks`` x 2000 rows (an id, a quoted text field with a comma, FEATURES floats, a
+    label), the same 2000-row block repeated (fast to write); returns its size in bytes."""
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((2000, FEATURES)).astype(np.float32)
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    for i in range(2000):
+        w.writerow([f"id{i}", f"Smith, {i}", *(repr(float(v)) for v in X[i]), i % 10])
+    block = buf.getvalue().encode()
+    with open(path, "wb") as f:
+        f.write(("id,name," + ",".join(f"f{j}" for j in range(FEATURES)) + ",label\n").encode())
+        for _ in range(blocks):
+            f.write(block)
+    return path.stat().st_size
+
+
+def convert_in_fresh_process(paths: list[Path], chunk_rows: int | None) -> dict:
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT / "src"))
+    code = _CHILD.replace("FEATURES", str(FEATURES)).replace("CHUNK", repr(chunk_rows))
+    done = subprocess.run([sys.executable, "-S", "-c", _LAUNCHER, sys.executable, "-c", code, *map(str, paths)],
+                          env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return json.loads(done.stdout)
+
+
+#: The stated bound: converting (default chunk) adds at most this much to the RSS the process had before.
+RSS_BOUND = 16 * 2**20
+
+
+def test_memory_is_bounded_by_the_chunk_not_the_file(tmp_path):
+    """A fresh process converts a 6.5 MB and then a 26 MB CSV (default chunk): its peak RSS
+    (ru_maxrss) stays under RSS_BOUND above its RSS before converting (the interpreter, numpy and
+    torch), under the 26 MB file and far under the ~200 MB its fields would take as Python
+    strings; and 4x the data raises the peak by less than 4 MiB: memory is O(chunk)."""
+    small, big = tmp_path / "small.csv", tmp_path / "big.csv"
+    sizes = write_big_csv(small, 5), write_big_csv(big, 20)
+    assert sizes[1] > 25e6
+    got = convert_in_fresh_process([small, big], None)
+    assert got["rows"] == [10_000, 40_000]
+    added = got["peaks"][1] - got["before"]
+    assert added < RSS_BOUND, f"peak RSS rose {added / 2**20:.1f} MiB converting {sizes[1] / 1e6:.0f} MB (bound {RSS_BOUND / 2**20:.0f} MiB)"
+    grew = got["peaks"][1] - got["peaks"][0]
+    assert grew < 4 * 2**20, f"4x the file raised the peak RSS by {grew / 2**20:.1f} MiB"
+    assert np.array_equal(np.load(f"{big}.X.npy", mmap_mode="r")[-2000:], np.load(f"{small}.X.npy")[:2000])
+
+
+@pytest.mark.slow
+def test_memory_is_bounded_for_a_200_mb_file(tmp_path):
+    """The same for a 208 MB CSV (320,000 rows): peak RSS under RSS_BOUND above the start."""
+    big = tmp_path / "big.csv"
+    assert write_big_csv(big, 160) > 200e6
+    got = convert_in_fresh_process([big], None)
+    assert got["rows"] == [320_000]
+    assert got["peaks"][0] - got["before"] < RSS_BOUND

@@ -66,7 +66,7 @@ def build_parser(prog: str = "batchfeed convert") -> argparse.ArgumentParser:
     p.add_argument("--label-dtype", type=dtype, default=np.dtype(np.int64), help="labels' dtype (default int64)")
     p.add_argument("--encoding", default="utf-8-sig", help="text encoding (default utf-8-sig: UTF-8, a BOM skipped)")
     p.add_argument("--chunk-rows", type=positive_int, metavar="N",
-                   help="rows parsed at once (default about 262,144 fields' worth); memory grows with it")
+                   help="rows parsed at once (default 65,536 fields' worth); memory grows with it")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
 

@@ -31,8 +31,8 @@ from ._fields import BadField, parse_fields
 
 __all__ = ["CsvConversion", "convert_csv", "numpy_dtype"]
 
-#: Fields held at once when ``chunk_rows`` is not given: about 20 MB of Python strings.
-CHUNK_FIELDS = 1 << 18
+#: Fields held at once when ``chunk_rows`` is not given: about 5 MB of Python strings.
+CHUNK_FIELDS = 1 << 16
 
 Column = Union[int, str]
 
@@ -275,9 +275,11 @@ def _write_all(rows: _Rows, writers: list[_NpyWriter], raw: Any, progress: Calla
     done = 0
     for chunk in rows.chunks():
         x, y = rows.arrays(*chunk)
+        del chunk  # or this chunk's strings stay alive while the next one is read: twice the memory
         writers[0].write(x)
         if y is not None:
             writers[1].write(y)
+        del x, y
         if progress is not None:
             pos = raw.tell()
             progress(pos - done)
@@ -317,7 +319,7 @@ def convert_csv(
             Fields are read as Python's ``float()``/``int()`` read them (``nan``, ``inf``, ``1e3``;
             an integer dtype takes ``3`` and ``3.0``, not ``3.5``); a finite value the dtype cannot
             hold is an error, not an infinity or a wrapped integer.
-        chunk_rows: rows parsed at once (default: about 262,144 fields' worth).
+        chunk_rows: rows parsed at once (default: 65,536 fields' worth).
         progress: called with the number of CSV bytes read since its last call.
 
     Both files are written under temporary names beside their targets and renamed at the end:
