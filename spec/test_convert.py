@@ -362,3 +362,110 @@ def test_memory_is_bounded_for_a_200_mb_file(tmp_path):
     got = convert_in_fresh_process([big], None)
     assert got["rows"] == [320_000]
     assert got["peaks"][0] - got["before"] < RSS_BOUND
+
+
+# --- batchfeed convert ----------------------------------------------------------------------
+
+
+def table_csv(path: Path) -> None:
+    write_csv(path, ["id", "a", "b", "note", "label"],
+              [[f"r{i}", i * 0.5, -i, f"x, \"{i}\"\nmore", i % 3] for i in range(50)])
+
+
+def test_convert_command_writes_the_files_and_says_so(tmp_path, capsys):
+    """`batchfeed convert CSV X.npy y.npy` with columns by name writes what convert_csv writes, and one summary line."""
+    table_csv(tmp_path / "t.csv")
+    argv = ["convert", str(tmp_path / "t.csv"), str(tmp_path / "X.npy"), str(tmp_path / "y.npy"),
+            "--label-column", "label", "--feature-columns", "b,a", "--quiet"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert len(out) == 1 and out[0].startswith(f"wrote {tmp_path / 'X.npy'} (50, 2) float32 and {tmp_path / 'y.npy'} (50,) int64: 50 rows")
+    assert np.load(tmp_path / "X.npy").tolist() == [[-i, i * 0.5] for i in range(50)]
+    assert np.load(tmp_path / "y.npy").tolist() == [i % 3 for i in range(50)]
+
+
+def test_convert_command_indices_no_header_tab_and_dtypes(tmp_path, capsys):
+    """Indices (negative too) select columns; --no-header, --delimiter tab, --dtype and --label-dtype apply."""
+    (tmp_path / "t.tsv").write_text("1\t2\t3\n4\t5\t6\n")
+    assert main(["convert", str(tmp_path / "t.tsv"), str(tmp_path / "X.npy"), str(tmp_path / "y.npy"), "--no-header",
+                 "--delimiter", "tab", "--label-column", "0", "--feature-columns=-1,1", "--dtype", "float64",
+                 "--label-dtype", "int16", "--chunk-rows", "1", "--quiet"]) == 0
+    X, y = np.load(tmp_path / "X.npy"), np.load(tmp_path / "y.npy")
+    assert X.dtype == np.float64 and X.tolist() == [[3, 2], [6, 5]] and y.dtype == np.int16 and y.tolist() == [1, 4]
+    assert main(["convert", str(tmp_path / "t.tsv"), str(tmp_path / "all.npy"), "--no-header", "--delimiter", "\\t",
+                 "--quiet"]) == 0
+    assert np.load(tmp_path / "all.npy").tolist() == [[1, 2, 3], [4, 5, 6]]
+
+
+def test_convert_command_bad_input_exits_2_with_one_line_naming_file_and_line(tmp_path, capsys):
+    """A bad field: exit 2, nothing on stdout, one line on stderr naming the file, the line and the column; no output files."""
+    table_csv(tmp_path / "t.csv")
+    text = (tmp_path / "t.csv").read_text().replace("-7,", "seven,")
+    (tmp_path / "t.csv").write_text(text)
+    assert main(["convert", str(tmp_path / "t.csv"), str(tmp_path / "X.npy"), str(tmp_path / "y.npy"),
+                 "--feature-columns", "a,b", "--quiet"]) == 2
+    out, err = capsys.readouterr()
+    # Row 7 ends on line 1 + 2 * 8 (each row's text field spans two lines).
+    assert out == "" and err == f"batchfeed convert: error: '{tmp_path / 't.csv'}' line 17, column 3 ('b'): 'seven' is not a number\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["t.csv"]
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["in.csv", "X.npy", "y.npy", "--chunk-rows", "0"], "argument --chunk-rows: must be a positive integer, got '0'"),
+    (["in.csv", "X.npy", "y.npy", "--dtype", "object"], "argument --dtype: must be a float or integer dtype"),
+    (["in.csv", "X.npy", "y.npy", "--delimiter", "ab"], "argument --delimiter: must be one character"),
+    (["in.csv", "X.npy", "y.npy", "--feature-columns", "a,,b"], "argument --feature-columns: must be a comma-separated list"),
+    (["in.csv", "X.npy", "--label-column", "y"], "argument --label-column: no LABELS.npy to write the label to"),
+    (["in.csv", "nodir/X.npy"], "argument FEATURES.npy: cannot write 'nodir/X.npy': folder 'nodir' does not exist"),
+    (["in.csv"], "the following arguments are required: FEATURES.npy"),
+])
+def test_convert_command_bad_arguments_exit_2_with_one_line(tmp_path, monkeypatch, capsys, argv, message):
+    """Bad arguments end with status 2 and one line naming the argument."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "in.csv").write_text("a,y\n1,0\n")
+    with pytest.raises(SystemExit) as exc:
+        main(["convert", *argv])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("batchfeed convert: error: ") and message in err, err
+
+
+def test_convert_command_missing_file_and_real_exit_status(tmp_path, capsys):
+    """Run as a program: a missing CSV exits 2 with one line naming it; `batchfeed --help` lists convert."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "src"), OMP_NUM_THREADS="1")
+    done = subprocess.run([sys.executable, "-m", "batchfeed", "convert", str(tmp_path / "no.csv"), str(tmp_path / "X.npy")],
+                          env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr == f"batchfeed convert: error: CSV file '{tmp_path / 'no.csv'}' does not exist\n"
+    with pytest.raises(SystemExit) as exc:
+        main(["--help"])
+    assert exc.value.code == 0 and "batchfeed convert --help" in capsys.readouterr().out
+
+
+def test_convert_command_progress_bar_counts_the_csv_bytes(tmp_path, monkeypatch, capsys):
+    """Without --quiet the command asks for a progress bar over the CSV's bytes (tqdm, shown after 2 s
+    on a terminal) and advances it by every byte read; --quiet asks for none."""
+    from batchfeed import convert as convert_cli
+
+    table_csv(tmp_path / "t.csv")
+    bars = []
+
+    class Bar:
+        def __init__(self, total, desc, unit, enabled=True, **options):
+            self.total, self.enabled, self.options, self.n, self.closed = total, enabled, options, 0, False
+            bars.append(self)
+
+        def update(self, k):
+            self.n += k
+
+        def close(self):
+            self.closed = True
+
+    monkeypatch.setattr(convert_cli, "progress_bar", lambda *a, **k: Bar(*a, **k) if k.get("enabled", True) else None)
+    argv = ["convert", str(tmp_path / "t.csv"), str(tmp_path / "X.npy"), "y.npy", "--feature-columns", "a,b",
+            "--chunk-rows", "7"]
+    monkeypatch.chdir(tmp_path)
+    assert main(argv) == 0
+    size = (tmp_path / "t.csv").stat().st_size
+    assert len(bars) == 1 and bars[0].total == size == bars[0].n and bars[0].closed and bars[0].options == {"unit_scale": True}
+    assert main(argv + ["--quiet"]) == 0 and len(bars) == 1

@@ -59,7 +59,8 @@ def build_parser(prog: str = "batchfeed convert") -> argparse.ArgumentParser:
                    help="the label's column: a header name, or a 0-based index (negative from the end); default the last")
     p.add_argument("--feature-columns", type=columns, metavar="COL,COL,...",
                    help="the features' columns in the order to write them (default every column but the label); "
-                        "columns not named are not parsed and may hold text")
+                        "columns not named are not parsed and may hold text (a list starting with a negative index: "
+                        "--feature-columns=-1,2)")
     p.add_argument("--no-header", action="store_true", help="the first row is data, not column names")
     p.add_argument("--delimiter", type=delimiter, default=",", help="field delimiter (default ','; 'tab' for TSV)")
     p.add_argument("--dtype", type=dtype, default=np.dtype(np.float32), help="features' dtype (default float32)")
