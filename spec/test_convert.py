@@ -279,9 +279,10 @@ def test_options_are_checked_before_reading(tmp_path):
 # --- memory: O(chunk), measured as peak RSS in a fresh process --------------------------------
 
 #: Run in a fresh interpreter: converts each CSV in turn and prints the RSS before any conversion
-#: (VmRSS now, an upper bound for the imports' share of the peak) and ru_maxrss after each.
+#: (VmRSS now, an upper bound for the imports' share of the peak), and ru_maxrss and the seconds
+#: taken after each (the seconds are reported by tools/csv_convert_figure.py, never asserted).
 _CHILD = """
-import json, resource, sys
+import json, resource, sys, time
 from batchfeed.sources.csv_convert import convert_csv
 
 def status(key):
@@ -291,10 +292,12 @@ def status(key):
 def peak():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: KiB
 
-out = {"before": status("VmRSS"), "peak_before": peak(), "peaks": [], "rows": []}
+out = {"before": status("VmRSS"), "peak_before": peak(), "peaks": [], "rows": [], "seconds": []}
 for src in sys.argv[1:]:
+    start = time.perf_counter()
     run = convert_csv(src, src + ".X.npy", src + ".y.npy", label_column="label",
                       feature_columns=[f"f{j}" for j in range(FEATURES)], chunk_rows=CHUNK)
+    out["seconds"].append(time.perf_counter() - start)
     out["peaks"].append(peak())
     out["rows"].append(run.rows)
 out["hwm"] = status("VmHWM")
