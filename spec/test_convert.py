@@ -265,15 +265,17 @@ def test_options_are_checked_before_reading(tmp_path):
         (dict(label_dtype="U3"), TypeError, "label_dtype must be a float or integer dtype"),
         (dict(label_column=1.0), TypeError, "label_column must be a column index or a header name, got float"),
         (dict(feature_columns="a"), TypeError, "feature_columns must be a sequence"),
-        (dict(feature_columns=["a", 0]), ValueError, "selects column index 0 more than once"),
-        (dict(feature_columns=["label"]), ValueError, r"includes the label column \(index 1\)"),
-        (dict(header=False, label_column="a"), ValueError, "is a name, but .* header=False"),
+        (dict(feature_columns=["a", 0]), ValueError, "ok.csv' line 1: feature_columns selects column index 0 more than once"),
+        (dict(feature_columns=["label"]), ValueError, r"ok.csv' line 1: feature_columns includes the label column \(index 1\)"),
+        (dict(header=False, label_column="a"), ValueError, "ok.csv' line 1: label_column 'a' is a name, but the file is read with header=False"),
     ]
     for change, error, pattern in cases:
         kwargs = dict(path=src, features=tmp_path / "X.npy", labels=tmp_path / "y.npy") | change
         with pytest.raises(error, match=pattern):
             convert_csv(kwargs.pop("path"), kwargs.pop("features"), kwargs.pop("labels"), **kwargs)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ok.csv"]
+    # Any iterable of columns will do, numpy integers included.
+    assert convert_csv(src, tmp_path / "X.npy", tmp_path / "y.npy", feature_columns=np.array([0])).feature_columns == (0,)
 
 
 # --- memory: O(chunk), measured as peak RSS in a fresh process --------------------------------

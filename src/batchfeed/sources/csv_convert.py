@@ -15,7 +15,7 @@ import itertools
 import numbers
 import os
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from operator import itemgetter
@@ -110,7 +110,7 @@ def _position(col: Any, what: str, names: tuple[str, ...] | None, ncols: int, wh
     """The 0-based position of column ``col`` (a header name, or an index; negative from the end)."""
     if isinstance(col, str):
         if names is None:
-            raise ValueError(f"{what} {col!r} is a name, but {where} is read with header=False; give an index")
+            raise ValueError(f"{where}: {what} {col!r} is a name, but the file is read with header=False; give an index")
         hits = [j for j, name in enumerate(names) if name == col]
         if not hits:
             raise ValueError(f"{where}: {what} {col!r} is not a column; the header has {list(names)}")
@@ -125,7 +125,7 @@ def _position(col: Any, what: str, names: tuple[str, ...] | None, ncols: int, wh
 
 
 def _layout(first: list[str], where: str, header: bool, label_column: Column | None,
-            feature_columns: Sequence[Column] | None, labelled: bool) -> tuple[tuple[str, ...] | None, tuple[int, ...], int | None]:
+            feature_columns: Iterable[Column] | None, labelled: bool) -> tuple[tuple[str, ...] | None, tuple[int, ...], int | None]:
     """The header's names, the features' positions and the label's, from the first row."""
     ncols = len(first)
     names = tuple(c.strip() for c in first) if header else None
@@ -133,14 +133,14 @@ def _layout(first: list[str], where: str, header: bool, label_column: Column | N
     if feature_columns is None:
         feats = tuple(j for j in range(ncols) if j != label)
     else:
-        if isinstance(feature_columns, (str, bytes)) or not isinstance(feature_columns, Sequence):
+        if isinstance(feature_columns, (str, bytes)) or not isinstance(feature_columns, Iterable):
             raise TypeError(f"feature_columns must be a sequence of column indices or names, got {feature_columns!r}")
         feats = tuple(_position(c, "feature column", names, ncols, where) for c in feature_columns)
         repeated = sorted({j for j in feats if feats.count(j) > 1})
         if repeated:
-            raise ValueError(f"feature_columns selects column index {repeated[0]} more than once")
+            raise ValueError(f"{where}: feature_columns selects column index {repeated[0]} more than once")
         if label in feats:
-            raise ValueError(f"feature_columns includes the label column (index {label})")
+            raise ValueError(f"{where}: feature_columns includes the label column (index {label})")
     if not feats:
         raise ValueError(f"{where} has {ncols} column(s): none is left for the features")
     return names, feats, label
@@ -294,7 +294,7 @@ def convert_csv(
     labels: str | os.PathLike | None = None,
     *,
     label_column: Column | None = None,
-    feature_columns: Sequence[Column] | None = None,
+    feature_columns: Iterable[Column] | None = None,
     header: bool = True,
     delimiter: str = ",",
     dtype: Any = torch.float32,
