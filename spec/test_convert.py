@@ -201,7 +201,8 @@ BAD_INPUT = [
     (HEADER3 + "1,2,0\n", {"feature_columns": ["a", "c"]}, r"line 1: feature column 'c' is not a column"),
     ("a,a,label\n1,2,0\n", {"feature_columns": ["a"]}, r"line 1: feature column 'a' names 2 columns \(indices \[0, 1\]\); give an index"),
     (HEADER3 + "1,2,0\n", {"label_column": 3}, r"line 1: label_column 3 is out of range; the file has 3 columns"),
-    ("a,label\n\"1,2\n3,4\n", {}, r"line 3: malformed CSV: unexpected end of data"),
+    ("a,label\n\"1,2\n3,4\n", {}, r"line 3: malformed CSV: unexpected end of data \(the row starts on line 2: a quote not closed\?\)"),
+    ("a,label\n1,0\n\"" + "x" * 140_000 + "\",1\n", {}, r"line 3: malformed CSV: field larger than field limit \(131072\)$"),
     ("a,label\n\"1\"x,2\n", {}, r"line 2: malformed CSV: ',' expected after '\"'"),
     (b"a,label\n1,2\n\xff,3\n", {}, r"line 3 \(byte 1\): not utf-8-sig text"),
 ]

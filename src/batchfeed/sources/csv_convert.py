@@ -153,13 +153,31 @@ def _column(j: int, names: tuple[str, ...] | None) -> str:
 
 @contextmanager
 def _located(path: Path, reader: Any, encoding: str) -> Iterator[None]:
-    """csv.Error and undecodable bytes become a SourceError naming the file and the line."""
+    """csv.Error and undecodable bytes become a SourceError naming the file and the line (and
+    the line the failing row starts on, when it started earlier: a quote never closed)."""
     try:
         yield
     except csv.Error as exc:
-        raise SourceError(f"{str(path)!r} line {reader.line_num}: malformed CSV: {exc}") from None
+        line = reader.line_num
+        start = _row_start(path, encoding, reader.dialect)
+        began = f" (the row starts on line {start}: a quote not closed?)" if start < line else ""
+        raise SourceError(f"{str(path)!r} line {line}: malformed CSV: {exc}{began}") from None
     except UnicodeDecodeError as exc:
         raise SourceError(f"{str(path)!r} line {_undecodable_line(path, encoding)}: not {encoding} text: {exc.reason}") from None
+
+
+def _row_start(path: Path, encoding: str, dialect: Any) -> int:
+    """The line where the row the reader failed on begins: one past the last row read whole
+    (read again, only after an error)."""
+    last = 0
+    with open(path, encoding=encoding, newline="") as f:
+        reader = csv.reader(f, dialect)
+        try:
+            for _ in reader:
+                last = reader.line_num
+        except csv.Error:
+            pass
+    return last + 1
 
 
 def _undecodable_line(path: Path, encoding: str) -> str:
