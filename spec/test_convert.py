@@ -69,15 +69,16 @@ def csv_tables(draw):
     header = draw(st.none() | st.lists(NAMES, min_size=len(kinds), max_size=len(kinds), unique=True), label="header")
     candidates = [j for j in nums if j != label]
     feats = draw(st.permutations(candidates).flatmap(lambda p: st.integers(1, len(p)).map(lambda m: p[:m])))
-    if text == 0 and draw(st.booleans(), label="default feature columns"):
-        feats_arg, feats = None, candidates
+    default = text == 0 and draw(st.booleans(), label="default feature columns")
+    if default:
+        feats = candidates
 
     def ref(j: int):
         by = draw(st.sampled_from(["name", "index", "negative"]) if header else st.sampled_from(["index", "negative"]))
         return header[j] if by == "name" else j if by == "index" else j - len(kinds)
 
     kwargs = dict(label_column=ref(label), header=header is not None, dtype=dtype)
-    kwargs["feature_columns"] = [ref(j) for j in feats] if feats is not candidates else None
+    kwargs["feature_columns"] = None if default else [ref(j) for j in feats]
     style = dict(delimiter=draw(st.sampled_from([",", ";", "\t", "|"])), newline=draw(st.sampled_from(["\n", "\r\n"])),
                  quoting=draw(st.sampled_from([csv.QUOTE_MINIMAL, csv.QUOTE_ALL, csv.QUOTE_NONNUMERIC])),
                  bom=draw(st.booleans()), blank_tail=draw(st.integers(0, 2)))
@@ -156,7 +157,7 @@ def test_the_files_feed_tensorloader_as_dataloader_does(tmp_path):
     """The converted files are the fast path: TensorLoader(NpyDataset) gives DataLoader's batches for the same generator."""
     rng = np.random.default_rng(0)
     X = rng.standard_normal((101, 4)).astype(np.float32)
-    rows = [["id%d" % i, *map(float, X[i]), f"name, {i}", i % 3] for i in range(101)]
+    rows = [[f"id{i}", *map(float, X[i]), f"name, {i}", i % 3] for i in range(101)]
     write_csv(tmp_path / "d.csv", ["id", "a", "b", "c", "d", "note", "label"], rows)
     run = convert_csv(tmp_path / "d.csv", tmp_path / "X.npy", tmp_path / "y.npy", label_column="label",
                       feature_columns=["a", "b", "c", "d"])

@@ -21,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from spec.test_convert import FEATURES, convert_in_fresh_process, write_big_csv  # noqa: E402
+from spec.test_convert import FEATURES, convert_in_fresh_process, write_big_csv
 
 
 def main() -> None:

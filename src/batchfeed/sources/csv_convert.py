@@ -20,7 +20,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from operator import itemgetter
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 import numpy as np
 import torch
@@ -34,7 +34,7 @@ __all__ = ["CsvConversion", "convert_csv", "numpy_dtype"]
 #: Fields held at once when ``chunk_rows`` is not given: about 5 MB of Python strings.
 CHUNK_FIELDS = 1 << 16
 
-Column = Union[int, str]
+Column = int | str
 
 
 @dataclass(frozen=True)
