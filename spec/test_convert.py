@@ -27,7 +27,8 @@ from torch.utils.data import DataLoader
 
 from batchfeed import TensorLoader, convert_csv
 from batchfeed.cli import main
-from batchfeed.sources import NpyDataset, SourceError
+from batchfeed.sources import CsvDataset, NpyDataset, SourceError
+from spec.strategies import csv_tables as numeric_csv_tables
 
 ROOT = Path(__file__).resolve().parents[1]
 #: Characters of the text columns: the delimiters, quotes, line breaks and a non-ASCII letter.
@@ -177,6 +178,37 @@ def test_progress_reports_every_byte_once(tmp_path):
     seen: list[int] = []
     convert_csv(tmp_path / "p.csv", tmp_path / "X.npy", tmp_path / "y.npy", chunk_rows=100, progress=seen.append)
     assert len(seen) >= 10 and all(s >= 0 for s in seen) and sum(seen) == (tmp_path / "p.csv").stat().st_size
+
+
+@given(table=numeric_csv_tables())
+def test_numeric_csv_converts_to_what_csvdataset_reads(table):
+    """On the numeric CSVs CsvDataset reads (spec/strategies.py's tables: any delimiter, header or
+    not, CRLF, blank lines), NpyDataset over the converted files gives CsvDataset's samples."""
+    with tempfile.TemporaryDirectory() as d:
+        path = Path(d) / "t.csv"
+        path.write_bytes(table["text"].encode())
+        options = dict(label_column=table["label_column"], header=table["header"], delimiter=table["delimiter"])
+        run = convert_csv(path, Path(d) / "X.npy", Path(d) / "y.npy", dtype=torch.float64, **options)
+        lazy, converted = CsvDataset(path, dtype=torch.float64, **options), run.dataset()
+        assert len(lazy) == len(converted) == run.rows
+        for i in range(len(lazy)):
+            (xa, ya), (xb, yb) = lazy[i], converted[i]
+            assert torch.equal(xa, xb) and torch.equal(ya, yb), i
+
+
+def test_an_interrupted_conversion_leaves_nothing(tmp_path):
+    """Interrupted half-way (KeyboardInterrupt from the progress callback), no output and no temporary file remain."""
+    write_csv(tmp_path / "p.csv", ["a", "b"], [[float(i), i % 2] for i in range(5000)])
+    calls = []
+
+    def interrupt(_bytes):
+        calls.append(_bytes)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        convert_csv(tmp_path / "p.csv", tmp_path / "X.npy", tmp_path / "y.npy", chunk_rows=100, progress=interrupt)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["p.csv"]
 
 
 # --- bad input: named file, line and column; no output left behind --------------------------
