@@ -196,6 +196,25 @@ def test_numeric_csv_converts_to_what_csvdataset_reads(table):
             assert torch.equal(xa, xb) and torch.equal(ya, yb), i
 
 
+def test_missing_fills_empty_feature_fields_only(tmp_path):
+    """missing= gives empty or blank feature fields a value (any dtype that holds it); an empty label stays an error."""
+    src = tmp_path / "m.csv"
+    src.write_text("a,b,label\n1,,0\n , 2,1\n")
+    run = convert_csv(src, tmp_path / "X.npy", tmp_path / "y.npy", missing=float("nan"))
+    assert np.array_equal(np.load(run.features), np.array([[1, np.nan], [np.nan, 2]], dtype=np.float32), equal_nan=True)
+    convert_csv(src, tmp_path / "X.npy", tmp_path / "y.npy", missing=-1, dtype=torch.int16)
+    assert np.load(tmp_path / "X.npy").tolist() == [[1, -1], [-1, 2]]
+    src.write_text("a,b,label\n1,2,\n")
+    with pytest.raises(SourceError, match=r"m\.csv' line 2, column 3 \('label'\): '' is not a number"):
+        convert_csv(src, tmp_path / "X.npy", tmp_path / "y.npy", missing=0.0)
+    for missing, kwargs, error, pattern in [(float("nan"), {"dtype": torch.int64}, ValueError, r"missing=nan is not an integer \(dtype int64\)"),
+                                            (1e39, {}, ValueError, "missing=1e[+]?39 overflows float32"),
+                                            (-1, {"dtype": torch.uint8}, ValueError, "missing=-1 is out of range for uint8"),
+                                            ("0", {}, TypeError, "missing must be a number or None, got str '0'")]:
+        with pytest.raises(error, match=pattern):
+            convert_csv(src, tmp_path / "X.npy", tmp_path / "y.npy", missing=missing, **kwargs)
+
+
 def test_an_interrupted_conversion_leaves_nothing(tmp_path):
     """Interrupted half-way (KeyboardInterrupt from the progress callback), no output and no temporary file remain."""
     write_csv(tmp_path / "p.csv", ["a", "b"], [[float(i), i % 2] for i in range(5000)])
@@ -434,6 +453,9 @@ def test_convert_command_indices_no_header_tab_and_dtypes(tmp_path, capsys):
     assert main(["convert", str(tmp_path / "t.tsv"), str(tmp_path / "all.npy"), "--no-header", "--delimiter", "\\t",
                  "--quiet"]) == 0
     assert np.load(tmp_path / "all.npy").tolist() == [[1, 2, 3], [4, 5, 6]]
+    (tmp_path / "gap.csv").write_text("a,b\n1,\n")
+    assert main(["convert", str(tmp_path / "gap.csv"), str(tmp_path / "gap.npy"), "--missing", "nan", "--quiet"]) == 0
+    assert np.isnan(np.load(tmp_path / "gap.npy")[0, 1])
 
 
 def test_convert_command_bad_input_exits_2_with_one_line_naming_file_and_line(tmp_path, capsys):

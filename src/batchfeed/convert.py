@@ -65,6 +65,8 @@ def build_parser(prog: str = "batchfeed convert") -> argparse.ArgumentParser:
     p.add_argument("--delimiter", type=delimiter, default=",", help="field delimiter (default ','; 'tab' for TSV)")
     p.add_argument("--dtype", type=dtype, default=np.dtype(np.float32), help="features' dtype (default float32)")
     p.add_argument("--label-dtype", type=dtype, default=np.dtype(np.int64), help="labels' dtype (default int64)")
+    p.add_argument("--missing", type=float, metavar="VALUE",
+                   help="the value of an empty feature field, e.g. nan (default: an empty field is an error)")
     p.add_argument("--encoding", default="utf-8-sig", help="text encoding (default utf-8-sig: UTF-8, a BOM skipped)")
     p.add_argument("--chunk-rows", type=positive_int, metavar="N",
                    help="rows parsed at once (default 65,536 fields' worth); memory grows with it")
@@ -94,7 +96,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "batchfeed convert") -> 
     try:
         run = convert_csv(args.csv, args.features, args.labels, label_column=args.label_column,
                           feature_columns=args.feature_columns, header=not args.no_header, delimiter=args.delimiter,
-                          dtype=args.dtype, label_dtype=args.label_dtype, encoding=args.encoding,
+                          dtype=args.dtype, label_dtype=args.label_dtype, missing=args.missing, encoding=args.encoding,
                           chunk_rows=args.chunk_rows, progress=bar.update if bar is not None else None)
     except (ValueError, TypeError, OSError) as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)

@@ -3,12 +3,13 @@ or the first bad field located (its index in the chunk and why)."""
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 
-__all__ = ["BadField", "parse_fields"]
+__all__ = ["BadField", "fill_text", "parse_fields"]
 
 
 class BadField(Exception):
@@ -83,5 +84,33 @@ def _integers(strings: Sequence[str], dtype: np.dtype) -> np.ndarray:
     return wide.astype(dtype)
 
 
-def parse_fields(strings: Sequence[str], dtype: np.dtype) -> np.ndarray:
-    return _floats(strings, dtype) if dtype.kind == "f" else _integers(strings, dtype)
+def parse_fields(strings: Sequence[str], dtype: np.dtype, fill: str | None = None) -> np.ndarray:
+    """The fields as a ``dtype`` array; ``fill`` is the text an empty (or blank) field stands for
+    (None: an empty field is not a number). BadField names the first field that will not do."""
+    parse = _floats if dtype.kind == "f" else _integers
+    try:
+        return parse(strings, dtype)
+    except BadField:
+        if fill is None:
+            raise
+    return parse([s if s.strip() else fill for s in strings], dtype)
+
+
+def fill_text(missing: Any, dtype: np.dtype) -> str | None:
+    """``missing`` (a number or None) as the text :func:`parse_fields` puts in empty fields;
+    ValueError if ``dtype`` cannot hold it (nan in an integer dtype, 1e39 in float32)."""
+    if missing is None:
+        return None
+    if isinstance(missing, bool) or not isinstance(missing, numbers.Real):
+        raise TypeError(f"missing must be a number or None, got {type(missing).__name__} {missing!r}")
+    if dtype.kind == "f":
+        text = repr(float(missing))
+    elif float(missing).is_integer():
+        text = str(int(missing))
+    else:
+        raise ValueError(f"missing={missing!r} is not an integer (dtype {dtype})")
+    try:
+        parse_fields([text], dtype)
+    except BadField as bad:
+        raise ValueError(f"missing={missing!r} {bad.reason}") from None
+    return text

@@ -27,7 +27,7 @@ import torch
 
 from .._checks import check_positive_int
 from ._common import SourceError, existing_file
-from ._fields import BadField, parse_fields
+from ._fields import BadField, fill_text, parse_fields
 
 __all__ = ["CsvConversion", "convert_csv", "numpy_dtype"]
 
@@ -236,6 +236,7 @@ class _Rows:
         self.dtype, self.label_dtype = dtypes
         self.first_line = reader.line_num
         self.first = first  # the first row when it is data (header=False)
+        self.fill: str | None = None  # the text an empty feature field stands for (None: an error)
         self.chunk_rows = chunk_rows or max(1, CHUNK_FIELDS // (len(self.feats) + 1))
 
     def chunks(self) -> Iterator[tuple[list[str], list[str], list[int]]]:
@@ -271,7 +272,7 @@ class _Rows:
         """One chunk as ``(rows, features)`` and ``(rows,)`` arrays, or the first bad field, located."""
         width = len(self.feats)
         try:
-            x = parse_fields(fields, self.dtype).reshape(len(lines), width)
+            x = parse_fields(fields, self.dtype, self.fill).reshape(len(lines), width)
         except BadField as bad:
             raise self._error(lines[bad.index // width], self.feats[bad.index % width], fields[bad.index], bad.reason) from None
         if self.label is None:
@@ -317,6 +318,7 @@ def convert_csv(
     delimiter: str = ",",
     dtype: Any = torch.float32,
     label_dtype: Any = torch.int64,
+    missing: float | None = None,
     encoding: str = "utf-8-sig",
     chunk_rows: int | None = None,
     progress: Callable[[int], Any] | None = None,
@@ -337,6 +339,8 @@ def convert_csv(
             Fields are read as Python's ``float()``/``int()`` read them (``nan``, ``inf``, ``1e3``;
             an integer dtype takes ``3`` and ``3.0``, not ``3.5``); a finite value the dtype cannot
             hold is an error, not an infinity or a wrapped integer.
+        missing: the value of an empty (or blank) feature field, e.g. ``float("nan")``; default
+            None: an empty field is an error. Labels are never filled.
         chunk_rows: rows parsed at once (default: 65,536 fields' worth).
         progress: called with the number of CSV bytes read since its last call.
 
@@ -354,6 +358,7 @@ def convert_csv(
     src = existing_file(path, "CSV file")
     _check_options(delimiter, encoding, labels, label_column, chunk_rows)
     dtypes = (numpy_dtype("dtype", dtype), numpy_dtype("label_dtype", label_dtype))
+    fill = fill_text(missing, dtypes[0])
     fpath, lpath = _check_outputs(src, features, labels)
     with open(src, "rb") as raw, io.TextIOWrapper(raw, encoding=encoding, newline="") as text:
         reader = csv.reader(text, delimiter=delimiter, strict=True)
@@ -364,6 +369,7 @@ def convert_csv(
             where = f"{str(src)!r} line {reader.line_num}"
             layout = _layout(first, where, header, label_column, feature_columns, lpath is not None)
             rows = _Rows(src, reader, layout, None if header else first, len(first), dtypes, chunk_rows)
+            rows.fill = fill
             writers: list[_NpyWriter] = []
             try:
                 writers.append(_NpyWriter(fpath, dtypes[0], (len(layout[1]),)))
