@@ -12,6 +12,7 @@ from .experiments import (
     sort_by_label,
 )
 from .loader import TensorLoader
+from .sources.csv_convert import convert_csv
 from .training import (
     DivergenceError,
     History,
@@ -35,6 +36,7 @@ __all__ = [
     "batch_size_sweep",
     "claim_figures",
     "compare",
+    "convert_csv",
     "gradient_noise_scale",
     "run_compare",
     "seed_worker",
