@@ -13,6 +13,7 @@ from .experiments import (
 )
 from .loader import TensorLoader
 from .samplers import BlockShuffleSampler
+from .sources.csv_convert import convert_csv
 from .training import (
     DivergenceError,
     History,
@@ -37,6 +38,7 @@ __all__ = [
     "batch_size_sweep",
     "claim_figures",
     "compare",
+    "convert_csv",
     "gradient_noise_scale",
     "run_compare",
     "seed_worker",

@@ -67,6 +67,8 @@ def _build_parser() -> argparse.ArgumentParser:
                                                    "(batchfeed conform --help)")
     sub.add_parser("bench", add_help=False, help="throughput: DataLoader vs TensorLoader vs the bounds, as ratios "
                                                  "measured in one run (batchfeed bench --help)")
+    sub.add_parser("convert", add_help=False, help="a CSV file to .npy features and labels for NpyDataset, streaming "
+                                                   "(batchfeed convert --help)")
     return parser
 
 
@@ -163,6 +165,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from . import conform
 
         return conform.main(argv[1:], prog="batchfeed conform")
+    if argv[:1] == ["convert"]:
+        from . import convert
+
+        return convert.main(argv[1:], prog="batchfeed convert")
     args = parser.parse_args(argv)
     if args.command != "compare":  # pragma: no cover - argparse requires a known command
         raise AssertionError(f"unhandled command {args.command!r}")

@@ -63,8 +63,9 @@ def storage_name(path: str | os.PathLike) -> str:
     return f"{', '.join(parts)}; {fs}"
 
 
-def progress_bar(total: int, desc: str, unit: str, enabled: bool = True) -> Any:
-    """A tqdm bar on stderr that shows only after 2 s and only on a terminal; None when disabled."""
+def progress_bar(total: int, desc: str, unit: str, enabled: bool = True, **options: Any) -> Any:
+    """A tqdm bar on stderr that shows only after 2 s and only on a terminal; None when disabled.
+    ``options`` go to tqdm (``unit_scale=True`` for byte counts)."""
     if not enabled:
         return None
     try:
@@ -72,4 +73,4 @@ def progress_bar(total: int, desc: str, unit: str, enabled: bool = True) -> Any:
     except ImportError:  # pragma: no cover - tqdm is a dependency; without it, no bar
         return None
     return tqdm(total=total, desc=desc, unit=unit, file=sys.stderr, delay=2.0, leave=False, disable=None,
-                dynamic_ncols=True)
+                dynamic_ncols=True, **options)

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .._checks import check_positive_int
 from ..measure import Job, MeasurementError, PeakMemory, peak_memory_series
 
 __all__ = [
@@ -118,8 +119,8 @@ def fit_slope(xs: Sequence[float], ys: Sequence[float]) -> tuple[float, float]:
 class MemoryScaling:
     """Peak RSS against N for each way of training; slopes in bytes per sample.
 
-    ``peaks[method]`` lists the peak RSS (bytes) at each of ``sizes``; ``bytes_per_sample``
-    is the fitted slope; ``data_bytes_per_sample`` is what one sample takes on disk.
+    ``peaks[method]`` lists the peak RSS (bytes) at each of ``sizes`` (the least of
+    ``repeats`` passes); ``bytes_per_sample`` is the fitted slope; ``data_bytes_per_sample`` is what one sample takes on disk.
     Methods: ``full-batch``, ``mini-batch (pread)``, ``mini-batch (memmap)``,
     ``accumulated gradient (pread)``.
     """
@@ -133,13 +134,18 @@ class MemoryScaling:
 
 
 def memory_scaling(directory: str | os.PathLike, *, sizes: Sequence[int] = (16_384, 32_768, 65_536),
-                   features: int = 512, batch_size: int = 64, seed: int = 0, timeout: float = 600.0) -> MemoryScaling:
+                   features: int = 512, batch_size: int = 64, seed: int = 0, repeats: int = 2,
+                   timeout: float = 600.0) -> MemoryScaling:
     """Peak memory of full-batch and lazy mini-batch training as N grows (same B), fitted.
 
     Writes the tutorial's data at each size under ``directory`` (streamed, O(chunk)
     memory), then measures each method over the sizes in growing order, as consecutive
-    calls of one subprocess (after a warm-up call of each), and fits peak RSS = a + slope * N.
+    calls of one subprocess (after a warm-up call of each), ``repeats`` passes, and fits
+    peak RSS = a + slope * N to the least peak of the passes at each size. Noise in a peak
+    only ever adds memory (a CI run under load once measured +7.5 MB at one size, which alone
+    turned a 60-90 B/sample slope into 613), so the least of the passes is the estimate.
     """
+    check_positive_int("repeats", repeats)
     sizes = sorted(int(n) for n in sizes)
     paths = [write_data(Path(directory) / f"n{n}", n, features, seed) for n in sizes]
     warm = write_data(Path(directory) / "warm", 2 * batch_size, features, seed)
@@ -153,17 +159,18 @@ def memory_scaling(directory: str | os.PathLike, *, sizes: Sequence[int] = (16_3
         "full-batch": (full_batch_step, {"seed": seed}),
     }
     warmups = [Job(fn, warm, kwargs) for fn, kwargs in methods.values()]
-    jobs = [Job(fn, p, kwargs) for fn, kwargs in methods.values() for p in paths]
+    jobs = [Job(fn, p, kwargs) for fn, kwargs in methods.values() for _ in range(repeats) for p in paths]
     results = peak_memory_series(warmups + jobs, timeout=timeout)[len(warmups):]
     peaks: dict[str, list[int]] = {}
+    per_method = repeats * len(sizes)
     for k, name in enumerate(methods):
-        chunk = results[k * len(sizes):(k + 1) * len(sizes)]
-        for n, r in zip(sizes, chunk):
+        chunk = results[k * per_method:(k + 1) * per_method]
+        for n, r in zip(sizes * repeats, chunk):
             if not r.ok:
                 raise MeasurementError(f"{name} at N={n} ran out of memory without a budget: {r.error}")
             if name.startswith("mini") and r.value != n:
                 raise MeasurementError(f"{name} at N={n} trained on {r.value} samples, not {n}")
-        peaks[name] = [r.peak_rss for r in chunk]
+        peaks[name] = [min(r.peak_rss for r in chunk[i::len(sizes)]) for i in range(len(sizes))]
     slopes = {name: fit_slope(sizes, p)[0] for name, p in peaks.items()}
     return MemoryScaling(sizes, features, batch_size, 4 * features + 8, peaks, slopes)
 

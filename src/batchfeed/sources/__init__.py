@@ -8,6 +8,7 @@ How to use each in a few lines: docs/datasets.md.
 
 from ._common import SourceDataset, SourceError
 from .csv import CsvDataset
+from .csv_convert import CsvConversion, convert_csv
 from .images import IMAGE_EXTENSIONS, ImageFolderDataset, decode_image
 from .npy import NpyDataset, write_npy_dataset
 from .sensors import SensorWindowDataset
@@ -15,6 +16,7 @@ from .video import VideoFramesDataset
 
 __all__ = [
     "IMAGE_EXTENSIONS",
+    "CsvConversion",
     "CsvDataset",
     "ImageFolderDataset",
     "NpyDataset",
@@ -22,6 +24,7 @@ __all__ = [
     "SourceDataset",
     "SourceError",
     "VideoFramesDataset",
+    "convert_csv",
     "decode_image",
     "write_npy_dataset",
 ]

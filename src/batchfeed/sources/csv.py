@@ -30,7 +30,8 @@ class CsvDataset(SourceDataset):
     bytes per row (plus 8 per row if the file has blank lines, to keep line numbers).
 
     Args:
-        path: the CSV file. Fields are separated by ``delimiter``; no quoting. Blank lines
+        path: the CSV file. Fields are separated by ``delimiter``; no quoting (for quoted
+            fields, text columns and speed, convert once with :func:`batchfeed.convert_csv`). Blank lines
             are skipped. ``\\r\\n`` line ends are accepted. ``nan``/``inf`` parse as floats.
         label_column: the label's column, as an index (negative counts from the end;
             default the last) or, with a header, a column name. Every other column is a feature.
