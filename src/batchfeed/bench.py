@@ -22,6 +22,7 @@ from .gather import gather_profile
 from .machine import progress_bar, storage_name
 from .targets import NOISE_MARGIN, check_failures, check_targets, disturbed
 from .outofcore import OOC_RIVALS, make_files, measure_files, read_profile
+from .overlap import OVERLAP_RIVALS, measure_overlap, prefetch_memory
 from .throughput import RIVALS, TRAINING_RIVALS, Measurement, device_name, make_data, measure_epochs
 
 
@@ -59,15 +60,20 @@ _COLUMNS = {
     "ooc": [("x DataLoader", lambda r: "dataloader_mmap"), ("/ gather bound", lambda r: "batches_memmap"),
             ("/ own batch reads", lambda r: "batches_pread" if r.endswith("pread") else "batches_take"),
             ("/ sequential", lambda r: "sequential_memmap")],
+    "overlap": [("/ training alone", lambda r: "in_memory"),
+                ("/ not ahead", lambda r: "" if not r.startswith(("prefetch", "serial")) else
+                 "serial_pread" if "pread" in r else "serial_mmap")],
 }
 _TITLES = {"epoch": "one epoch of batches", "training": "one training epoch (tutorial's model, SGD)",
            "ooc-warm": "one epoch from .npy files, page cache warm",
-           "ooc-cold": "one epoch from .npy files, page cache dropped before each timed epoch"}
+           "ooc-cold": "one epoch from .npy files, page cache dropped before each timed epoch",
+           "overlap-warm": "one training epoch (Linear(F, 2), SGD) fed from .npy files, page cache warm",
+           "overlap-cold": "one training epoch (Linear(F, 2), SGD) fed from .npy files, page cache dropped"}
 
 
 def _group_lines(group: str, dev: str, n: int, f: int, b: int, ms: list[Measurement]) -> list[str]:
     by = {m.rival: m for m in ms}
-    columns = _COLUMNS["ooc" if group.startswith("ooc") else "memory"]
+    columns = _COLUMNS[group.partition("-")[0] if group.startswith(("ooc", "overlap")) else "memory"]
     width = max(40, *(len(m.label) for m in ms))
     if group == "ooc-cold":  # a cold file's sequential bound is reading it, not slicing cached maps
         columns = columns[:-1] + [("/ sequential", lambda r: "sequential_read")]
@@ -134,7 +140,8 @@ def build_parser(prog: str = "batchfeed bench") -> argparse.ArgumentParser:
                    help="where to write the files (default: a temporary folder, removed after); the storage "
                         "under it is what a cold epoch reads, and the report names it")
     p.add_argument("--training", dest="training", action="store_true", default=True,
-                   help="also time one training epoch of the tutorial's model at F=3, B=32 (default)")
+                   help="also time one training epoch of the tutorial's model at F=3, B=32 (default); with "
+                        "--out-of-core, the tutorial's model trained from the files, with and without reading ahead")
     p.add_argument("--no-training", dest="training", action="store_false", help="skip the training epoch")
     p.add_argument("--train-n", type=positive_int, default=None, help="samples for the training epoch (default --n)")
     p.add_argument("--threads", type=positive_int, default=DEFAULT_THREADS,
@@ -247,7 +254,8 @@ def _run_ooc(args: argparse.Namespace, out: Any, rows: list[Measurement]) -> lis
     print(f"batchfeed bench --out-of-core: torch {torch.__version__}, {device_name('cpu')}, files in {folder} "
           f"on {storage}, load average at start {_loadavg()}", file=out, flush=True)
     warmup = 1
-    total = len(args.features) * len(args.batch_size) * len(args.cache) * len(args.rivals) * (args.repeats + warmup)
+    per_config = len(args.rivals) + (len(OVERLAP_RIVALS) if args.training else 0)
+    total = len(args.features) * len(args.batch_size) * len(args.cache) * per_config * (args.repeats + warmup)
     bar = _Progress(total, "bench", args.progress)
     profiles: dict[str, dict[str, float]] = {}
     try:
@@ -258,14 +266,25 @@ def _run_ooc(args: argparse.Namespace, out: Any, rows: list[Measurement]) -> lis
                     bar.desc = f"F={f} B={b} {cache}"
                     rows.extend(measure_files(files, b, cold=cache == "cold", rivals=args.rivals,
                                               repeats=args.repeats, warmup=warmup, on_epoch=bar.step).values())
+                    if args.training:
+                        bar.desc = f"training F={f} B={b} {cache}"
+                        rows.extend(measure_overlap(files, b, cold=cache == "cold", repeats=args.repeats,
+                                                    on_epoch=bar.step).values())
                 if args.profile:
                     profiles[f"F={f} B={b}"] = read_profile(files, b, repeats=args.repeats)
+                    profiles[f"F={f} B={b} prefetch memory"] = prefetch_memory(files, b)
     finally:
         bar.close()
         if not args.dir:
             shutil.rmtree(folder, ignore_errors=True)
     print(format_table(rows), file=out, end="")
     for config, prof in profiles.items():
+        if config.endswith("prefetch memory"):
+            print(f"\nreading ahead, {config.removesuffix(' prefetch memory')}, N={args.n:,}, preadv, 1 MiB reads, a "
+                  "loop slower than the reads: peak RSS above prefetch=0 (fresh process each)", file=out)
+            for name, mib in prof.items():
+                print(f"  {name:<40} {mib:8.2f} MiB", file=out)
+            continue
         print(f"\nreading a memory map, {config}, N={args.n:,}: microseconds per batch (best of {args.repeats})", file=out)
         for name, us in prof.items():
             print(f"  {name:<40} {us:8.2f} us", file=out)
