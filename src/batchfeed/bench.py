@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from .argtypes import OneLineParser, device, directory, output_file, positive_int
+from .argtypes import OneLineParser, device, directory, output_file, positive_float, positive_int
 from .gather import gather_profile
 from .machine import progress_bar, storage_name
 from .targets import NOISE_MARGIN, check_failures, check_targets, disturbed
@@ -61,7 +61,7 @@ _COLUMNS = {
             ("/ own batch reads", lambda r: "batches_pread" if r.endswith("pread") else "batches_take"),
             ("/ sequential", lambda r: "sequential_memmap")],
     "overlap": [("/ training alone", lambda r: "in_memory"),
-                ("/ not ahead", lambda r: "" if not r.startswith(("prefetch", "serial")) else
+                ("/ not ahead", lambda r: "" if not r.startswith(("prefetch", "serial", "workers")) else
                  "serial_pread" if "pread" in r else "serial_mmap")],
 }
 _TITLES = {"epoch": "one epoch of batches", "training": "one training epoch (tutorial's model, SGD)",
@@ -139,6 +139,12 @@ def build_parser(prog: str = "batchfeed bench") -> argparse.ArgumentParser:
     o.add_argument("--dir", type=directory, default=None,
                    help="where to write the files (default: a temporary folder, removed after); the storage "
                         "under it is what a cold epoch reads, and the report names it")
+    o.add_argument("--scale", type=positive_float, metavar="GIB", default=None,
+                   help="instead: one training epoch (mini-batch, and full-batch accumulated over the batches) on GIB "
+                        "GiB of data written to --dir, under --budget of private memory, page cache dropped: "
+                        "samples/s, peak RSS and peak private memory (issue 15, '10 GB for real'); the data is deleted after")
+    o.add_argument("--budget", type=positive_int, metavar="MIB", default=256,
+                   help="with --scale: the private-memory budget in MiB each epoch runs under (RLIMIT_DATA; default 256)")
     p.add_argument("--training", dest="training", action="store_true", default=True,
                    help="also time one training epoch of the tutorial's model at F=3, B=32 (default); with "
                         "--out-of-core, the tutorial's model trained from the files, with and without reading ahead")
@@ -196,6 +202,8 @@ def run(args: argparse.Namespace, out: Any = None) -> list[Measurement]:
     threads = torch.get_num_threads()
     torch.set_num_threads(args.threads)
     try:
+        if args.scale is not None:
+            return _run_scale(args, out, rows)
         return _run_ooc(args, out, rows) if args.out_of_core else _run(args, out, rows)
     finally:
         torch.set_num_threads(threads)
@@ -293,6 +301,23 @@ def _run_ooc(args: argparse.Namespace, out: Any, rows: list[Measurement]) -> lis
     return rows
 
 
+def _run_scale(args: argparse.Namespace, out: Any, rows: list[Measurement]) -> list[Measurement]:
+    """--scale: :func:`batchfeed.outofcore_scale.scale_experiment`, its table and (--json) its runs."""
+    from .outofcore_scale import format_scale, scale_experiment
+
+    folder = Path(args.dir) if args.dir else Path(tempfile.gettempdir())
+    f, b = args.features[0], args.batch_size[0]
+    print(f"batchfeed bench --out-of-core --scale {args.scale:g}: torch {torch.__version__}, {device_name('cpu')}, "
+          f"files in {folder} on {storage_name(folder)}, F={f}, B={b}, prefetch=4, load average at start {_loadavg()}",
+          file=out, flush=True)
+    runs = scale_experiment(folder, gib=args.scale, budget=args.budget << 20, features=f, batch_size=b)
+    print(format_scale(runs), file=out, end="")
+    print(f"load average at end {_loadavg()} (other processes share these cores)", file=out)
+    _write_json(args, rows, {"meta": {"storage": storage_name(folder), "folder": str(folder)},
+                             "scale": [r.to_dict() for r in runs]})
+    return rows
+
+
 def main(argv: Sequence[str] | None = None, prog: str = "batchfeed bench") -> int:
     """``batchfeed bench``: print the ratio table of one run. Returns the exit status: 0, or
     with ``--check`` 1 when a target is missed beyond the noise margin or the run was disturbed."""
@@ -301,6 +326,8 @@ def main(argv: Sequence[str] | None = None, prog: str = "batchfeed bench") -> in
     wrong = _wrong_rivals(args)
     if wrong:
         parser.error(wrong)
+    if args.scale is not None and not args.out_of_core:
+        parser.error("argument --scale: only with --out-of-core (an epoch read from .npy files)")
     rows = run(args)
     if not args.check:
         return 0
