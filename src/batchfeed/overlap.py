@@ -11,7 +11,9 @@ fed several ways from the same files, rounds interleaved, warm or cold (the page
 * ``reads_*``: TensorLoader's epoch with no training: the reads alone (``mmap``: memory map;
   ``pread``: ``NpyDataset(mmap=False)``);
 * ``serial_*``: training fed by ``TensorLoader(NpyDataset)``, reads on the loop's thread;
-* ``prefetch_*``: the same with ``prefetch=4`` (``prefetch_pread_2``: and two reader threads).
+* ``prefetch_*``: the same with ``prefetch=4`` (``prefetch_*_2``: and two reader threads);
+* ``workers_pread``: training fed by torch's DataLoader over ``NpyDataset(mmap=False)`` with two
+  persistent worker processes: workers, where the GIL does not share them.
 
 Perfect overlap makes an epoch cost max(reads, training) instead of their sum.
 
@@ -44,12 +46,17 @@ OVERLAP_RIVALS: dict[str, str] = {
     "serial_pread": "training fed by TensorLoader, preadv",
     "prefetch_pread": "the same, prefetch=4",
     "prefetch_pread_2": "the same, prefetch=4, 2 reader threads",
+    "prefetch_mmap_2": "TensorLoader, memmap, prefetch=4, 2 reader threads",
+    "workers_pread": "DataLoader(NpyDataset(mmap=False)), 2 worker processes",
 }
+#: worker processes of the ``workers_pread`` rival (persistent: started once, before the timed epochs)
+WORKERS = 2
 #: rival -> (TensorLoader's reading-ahead keywords, memory map (else preadv), trains)
 _SETUPS: dict[str, tuple[dict, bool, bool]] = {
     "reads_mmap": ({}, True, False), "serial_mmap": ({}, True, True), "prefetch_mmap": ({"prefetch": 4}, True, True),
     "reads_pread": ({}, False, False), "serial_pread": ({}, False, True),
     "prefetch_pread": ({"prefetch": 4}, False, True), "prefetch_pread_2": ({"prefetch": 4, "readers": 2}, False, True),
+    "prefetch_mmap_2": ({"prefetch": 4, "readers": 2}, True, True),
 }
 
 
@@ -82,12 +89,17 @@ def _epoch_function(name: str, files: OocFiles, batch_size: int, hidden: int,
             return zip(X.split(batch_size), y.split(batch_size))
         def close() -> None:  # nothing kept open: the data is in memory
             return None
+    elif name == "workers_pread":  # preadv: the workers' open files do not keep the pages from being dropped
+        ds = NpyDataset(*files.paths, mmap=False)
+        loader = torch.utils.data.DataLoader(ds, batch_size=batch_size, shuffle=True, generator=g, num_workers=WORKERS,
+                                             persistent_workers=True)
+        batches, close = (lambda: loader), ds.close
     else:
         ahead, mmap, _train = _SETUPS[name]
         ds = NpyDataset(*files.paths, mmap=mmap)
         loader = TensorLoader(ds, batch_size=batch_size, shuffle=True, generator=g, **ahead)
         batches, close = (lambda: loader), ds.close
-    train = name == "in_memory" or _SETUPS[name][2]
+    train = name in ("in_memory", "workers_pread") or _SETUPS[name][2]
 
     def epoch() -> int:
         fed = 0
