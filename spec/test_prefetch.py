@@ -7,6 +7,7 @@ here by counting reads (every run) and by the peak RSS of a fresh subprocess (sl
 from __future__ import annotations
 
 import gc
+import os
 import threading
 import traceback
 from pathlib import Path
@@ -180,7 +181,7 @@ def test_reader_threads_stop_when_the_epoch_is_over(how):
     elif how == "break, loader dropped":
         for _batch in loader:
             break
-        assert _reader_threads(), "no reader thread ran"
+        assert loader._iterator._ahead.threads_running, "the epoch did not read ahead"
         del loader, _batch
         gc.collect()  # the loader and its iterator form a cycle: collected, the epoch stops its readers
     else:
@@ -218,6 +219,37 @@ def test_breaking_out_while_a_read_is_stuck_does_not_wait_for_it():
     gc.collect()
     gate.set()
     _assert_no_reader_threads()
+
+
+_EXIT_SCRIPT = """
+import threading, torch
+from batchfeed import TensorLoader
+from spec.test_prefetch import CountingSource
+
+class Stuck(CountingSource):
+    def read_batch(self, indices):
+        if int(torch.as_tensor(indices)[0]) >= 20:
+            threading.Event().wait()  # never returns
+        return super().read_batch(indices)
+
+loader = TensorLoader(Stuck(100), batch_size=10, chunk_bytes=1, prefetch=3, generator=torch.Generator())
+for batch in loader:
+    break
+print("left the loop", flush=True)
+"""
+
+
+def test_the_interpreter_exits_with_a_read_stuck_ahead(tmp_path):
+    """A read that never returns, started ahead of a loop that then ends: the program still exits
+    (the reader threads are daemons; nothing joins them). A hang would run into the timeout."""
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root / "src"), str(root)])}
+    done = subprocess.run([sys.executable, "-c", _EXIT_SCRIPT], capture_output=True, text=True, timeout=300, env=env, check=False,
+                          cwd=tmp_path)
+    assert done.returncode == 0 and "left the loop" in done.stdout, done.stderr[-2000:]
 
 
 def test_a_read_error_is_the_original_exception_with_the_reader_traceback():
