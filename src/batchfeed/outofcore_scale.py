@@ -24,6 +24,7 @@ With ``preadv`` (``mmap=False``) no file page is mapped, so peak RSS is private 
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 import re
@@ -83,7 +84,8 @@ def _tallied(loader: Any, tally: Any) -> Any:
 
 
 def scale_epoch(features_path: str, labels_path: str, *, accumulate: bool, mmap: bool, batch_size: int = 256,
-                prefetch: int = 4, lr: float = 0.1, seed: int = 0, count_rows: bool = False) -> dict[str, Any]:
+                prefetch: int = 4, readers: int = 1, lr: float = 0.1, seed: int = 0,
+                count_rows: bool = False) -> dict[str, Any]:
     """One shuffled training epoch from the files (run it in the measuring subprocess); returns what
     it did: samples, steps, seconds (train's clock), the final update's loss, the sampled peaks of
     private and file-backed resident memory, and (``count_rows``: feature 0 holds each row's
@@ -98,7 +100,7 @@ def scale_epoch(features_path: str, labels_path: str, *, accumulate: bool, mmap:
     poll = _PeakPrivate()
     ds = NpyDataset(features_path, labels_path, mmap=mmap)
     loader = TensorLoader(ds, batch_size=batch_size, shuffle=True, generator=torch.Generator().manual_seed(seed),
-                          prefetch=prefetch)
+                          prefetch=prefetch, readers=readers)
     tally = torch.zeros(len(ds), dtype=torch.int32) if count_rows else None
     model = make_model(int(ds[0][0].shape[0]), 2, seed)
     hist = train(model, lambda _epoch: _tallied(loader, tally), epochs=1, lr=lr, accumulate_epoch=accumulate,
@@ -116,6 +118,8 @@ class ScaleRun:
 
     method: str
     backend: str
+    prefetch: int
+    readers: int
     n: int
     data_bytes: int
     budget: int
@@ -141,12 +145,14 @@ def _check_room(directory: Path, data_bytes: int) -> None:
 
 
 def scale_experiment(directory: str | os.PathLike, *, gib: float = 1.0, budget: int = 256 << 20, features: int = 64,
-                     batch_size: int = 256, prefetch: int = 4, backends: tuple[str, ...] = ("memmap", "preadv"),
+                     batch_size: int = 256, ahead: tuple[tuple[int, int], ...] = ((4, 1),),
+                     backends: tuple[str, ...] = ("memmap", "preadv"), methods: tuple[str, ...] = tuple(METHODS),
                      seed: int = 0, count_rows: bool = False, keep: bool = False,
                      timeout: float = 1800.0) -> list[ScaleRun]:
     """Write ``gib`` GiB of the tutorial's data (F features, float32, int64 labels; O(chunk) memory)
     under ``directory``, then one epoch per method and back end, cold, each in a fresh subprocess
-    under ``budget`` bytes of private memory; the files are deleted after unless ``keep``.
+    under ``budget`` bytes of private memory, for each ``(prefetch, readers)`` in ``ahead``; the
+    files are deleted after unless ``keep``.
     ``count_rows`` writes feature 0 as the row index and checks each row is fed once (tests)."""
     from .measure import Job, peak_memory_series
     from .pagecache import drop
@@ -158,6 +164,8 @@ def scale_experiment(directory: str | os.PathLike, *, gib: float = 1.0, budget: 
         check_positive_int(name, v)
     if not set(backends) <= {"memmap", "preadv"} or not backends:
         raise ValueError(f"backends must be some of memmap, preadv, got {backends!r}")
+    if not set(methods) <= set(METHODS) or not methods:
+        raise ValueError(f"methods must be some of {', '.join(METHODS)}, got {methods!r}")
     row_bytes = 4 * features + 8
     n = max(2 * batch_size, math.ceil(gib * 2**30 / row_bytes))
     folder = Path(directory) / "batchfeed-scale"
@@ -170,16 +178,15 @@ def scale_experiment(directory: str | os.PathLike, *, gib: float = 1.0, budget: 
             _index_feature(px, n)
         data_bytes = os.path.getsize(px) + os.path.getsize(py)
         runs = []
-        for backend in backends:
-            for method, accumulate in METHODS.items():
-                kw = {"accumulate": accumulate, "mmap": backend == "memmap", "batch_size": batch_size,
-                      "prefetch": prefetch, "seed": seed}
-                resident = max(drop([px, py]).values())
-                _warmup, run = peak_memory_series([Job(scale_epoch, tuple(warm), kw),
-                                                  Job(scale_epoch, (px, py), {**kw, "count_rows": count_rows},
-                                                      data_limit=budget)], timeout=timeout)
-                runs.append(ScaleRun(method, backend, n, data_bytes, budget, resident, run.peak_rss, run.start_rss,
-                                     run.error, run.value))
+        for backend, method, (prefetch, readers) in itertools.product(backends, methods, ahead):
+            kw = {"accumulate": METHODS[method], "mmap": backend == "memmap", "batch_size": batch_size,
+                  "prefetch": prefetch, "readers": readers, "seed": seed}
+            resident = max(drop([px, py]).values())
+            _warmup, run = peak_memory_series([Job(scale_epoch, tuple(warm), kw),
+                                               Job(scale_epoch, (px, py), {**kw, "count_rows": count_rows},
+                                                   data_limit=budget)], timeout=timeout)
+            runs.append(ScaleRun(method, backend, prefetch, readers, n, data_bytes, budget, resident, run.peak_rss,
+                                 run.start_rss, run.error, run.value))
         return runs
     finally:
         if not keep:
@@ -210,14 +217,14 @@ def format_scale(runs: list[ScaleRun]) -> str:
     lines = [(f"one training epoch from .npy files larger than the private-memory budget: N={r0.n:,}, "
               f"{r0.data_bytes / 2**30:.2f} GiB on disk, budget {r0.budget / mib:.0f} MiB "
               f"({r0.data_bytes / r0.budget:.1f}x{short}), page cache dropped before each epoch, fresh subprocess each"),
-             (f"  {'method':<24}{'back end':<9}{'samples/s':>11}{'peak RSS':>10}{'(+start)':>10}"
+             (f"  {'method':<24}{'back end':<9}{'ahead':>6}{'samples/s':>11}{'peak RSS':>10}{'(+start)':>10}"
               f"{'peak private':>14}{'(+start)':>10}{'file-backed':>13}  within budget")]
     for r in runs:
         res = r.result or {}
         anon = res.get("peak_anon", 0) - res.get("start_anon", 0)
-        lines.append(f"  {r.method:<24}{r.backend:<9}{r.samples_per_s / 1e3:>10.1f}k{r.peak_rss / mib:>10.0f}"
+        lines.append(f"  {r.method:<24}{r.backend:<9}{f'{r.prefetch}/{r.readers}':>6}{r.samples_per_s / 1e3:>10.1f}k{r.peak_rss / mib:>10.0f}"
                      f"{(r.peak_rss - r.start_rss) / mib:>+10.0f}{res.get('peak_anon', 0) / mib:>14.0f}{anon / mib:>+10.0f}"
                      f"{res.get('peak_file', 0) / mib:>13.0f}  {'yes' if r.error is None else 'NO: ' + r.error}")
-    lines.append("  MiB; peak RSS: VmHWM (exact, includes a memory map's file pages); peak private: RssAnon polled "
+    lines.append("  ahead: prefetch/readers; MiB; peak RSS: VmHWM (exact, includes a memory map's file pages); peak private: RssAnon polled "
                  f"every {POLL_SECONDS * 1e3:.0f} ms; file-backed: RssFile polled (the map's cached pages, and libraries)")
     return "\n".join(lines) + "\n"
