@@ -7,6 +7,9 @@ shuffling, samplers, resume, the resume state machine) runs against the out-of-c
 
     pytest spec/conformance --loader=spec.npy_loader:memmap --loader-deviations=spec/loaders/batchfeed-tensorloader-npy.txt
     pytest spec/conformance --loader=spec.npy_loader:pread --loader-deviations=spec/loaders/batchfeed-tensorloader-npy.txt
+    pytest spec/conformance --loader=spec.npy_loader:read_ahead --loader-deviations=spec/loaders/batchfeed-tensorloader-npy.txt
+
+(``read_ahead``: ``preadv``, every batch its own read, two reader threads three reads ahead.)
 
 A ``Subset`` (``random_split``) stays a Subset of the file-backed dataset. Any other dataset
 (one of other than two tensors, a user's map-style dataset) is refused with TypeError, as
@@ -29,7 +32,7 @@ from torch.utils.data import Subset, TensorDataset
 from batchfeed import PairDataset, TensorLoader
 from batchfeed.sources import NpyDataset
 
-__all__ = ["as_npy", "memmap", "pread"]
+__all__ = ["as_npy", "memmap", "pread", "read_ahead"]
 
 _DIR: Path | None = None
 _COUNT = itertools.count()
@@ -75,4 +78,10 @@ def memmap(dataset: Any, *args: Any, **keywords: Any) -> TensorLoader:
 
 def pread(dataset: Any, *args: Any, **keywords: Any) -> TensorLoader:
     """The same, reading with coalesced ``preadv`` (``NpyDataset(mmap=False)``)."""
+    return TensorLoader(as_npy(dataset, mmap=False), *args, **keywords)
+
+
+def read_ahead(dataset: Any, *args: Any, **keywords: Any) -> TensorLoader:
+    """``preadv`` with reading ahead: one read per batch, three ahead of the loop on two threads."""
+    keywords = {"chunk_bytes": 1, "prefetch": 3, "readers": 2, **keywords}
     return TensorLoader(as_npy(dataset, mmap=False), *args, **keywords)

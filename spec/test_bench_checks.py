@@ -133,14 +133,14 @@ def test_bench_out_of_core_measures_every_rival_warm_and_cold_and_names_the_stor
     assert "files in" in text and "mounted at" in text
     data = json.loads(out.read_text())
     rows = data["rows"]
-    assert {r["group"] for r in rows} == {"ooc-warm", "ooc-cold"}
+    assert {r["group"] for r in rows} == {"ooc-warm", "ooc-cold", "overlap-warm", "overlap-cold"}
     assert all(r["samples"] == 3000 for r in rows)
     from batchfeed.pagecache import drop
 
     probe = tmp_path / "probe"
     probe.write_bytes(b"x" * 8192)
     if drop([probe])[str(probe)] == 0.0:  # tmpfs keeps a file's pages: there, no epoch can start cold
-        assert all(r["resident"] == [0.0] for r in rows if r["group"] == "ooc-cold"), [r["resident"] for r in rows]
+        assert all(r["resident"] == [0.0] for r in rows if r["group"].endswith("cold")), [r["resident"] for r in rows]
     assert data["meta"]["storage"] and len(data["targets"]) == 4
 
 
@@ -157,3 +157,17 @@ def test_every_out_of_core_rival_reads_the_whole_epoch_and_unknown_ones_are_refu
     profile = read_profile(files, 64, repeats=1)
     assert set(profile) >= {"take, permutation order", "sorted take + put back", "read_batch of 16 batches + split"}
     assert all(v > 0 for v in profile.values())
+
+
+def test_every_overlap_rival_trains_or_reads_the_whole_epoch_and_the_table_compares_them(tmp_path):
+    """The reading-ahead measurement end to end on a tiny file: every rival fed all N samples, cold
+    epochs started cold, and the table divides each by training alone and by the loop without reading ahead."""
+    from batchfeed.outofcore import make_files
+    from batchfeed.overlap import OVERLAP_RIVALS, measure_overlap
+
+    files = make_files(tmp_path, 2000, 8)
+    rows = list(measure_overlap(files, 64, cold=True, repeats=1).values())
+    assert [m.rival for m in rows] == list(OVERLAP_RIVALS)
+    assert all(m.samples == 2000 and len(m.resident) == 1 for m in rows)
+    table = format_table(rows)
+    assert "/ training alone" in table and "/ not ahead" in table and "page cache dropped" in table

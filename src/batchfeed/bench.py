@@ -17,11 +17,12 @@ from typing import Any
 
 import torch
 
-from .argtypes import OneLineParser, device, directory, output_file, positive_int
+from .argtypes import OneLineParser, device, directory, output_file, positive_float, positive_int
 from .gather import gather_profile
 from .machine import progress_bar, storage_name
 from .targets import NOISE_MARGIN, check_failures, check_targets, disturbed
 from .outofcore import OOC_RIVALS, make_files, measure_files, read_profile
+from .overlap import OVERLAP_RIVALS, measure_overlap, prefetch_memory
 from .throughput import RIVALS, TRAINING_RIVALS, Measurement, device_name, make_data, measure_epochs
 
 
@@ -59,15 +60,20 @@ _COLUMNS = {
     "ooc": [("x DataLoader", lambda r: "dataloader_mmap"), ("/ gather bound", lambda r: "batches_memmap"),
             ("/ own batch reads", lambda r: "batches_pread" if r.endswith("pread") else "batches_take"),
             ("/ sequential", lambda r: "sequential_memmap")],
+    "overlap": [("/ training alone", lambda r: "in_memory"),
+                ("/ not ahead", lambda r: "" if not r.startswith(("prefetch", "serial", "workers")) else
+                 "serial_pread" if "pread" in r else "serial_mmap")],
 }
 _TITLES = {"epoch": "one epoch of batches", "training": "one training epoch (tutorial's model, SGD)",
            "ooc-warm": "one epoch from .npy files, page cache warm",
-           "ooc-cold": "one epoch from .npy files, page cache dropped before each timed epoch"}
+           "ooc-cold": "one epoch from .npy files, page cache dropped before each timed epoch",
+           "overlap-warm": "one training epoch (Linear(F, 2), SGD) fed from .npy files, page cache warm",
+           "overlap-cold": "one training epoch (Linear(F, 2), SGD) fed from .npy files, page cache dropped"}
 
 
 def _group_lines(group: str, dev: str, n: int, f: int, b: int, ms: list[Measurement]) -> list[str]:
     by = {m.rival: m for m in ms}
-    columns = _COLUMNS["ooc" if group.startswith("ooc") else "memory"]
+    columns = _COLUMNS[group.partition("-")[0] if group.startswith(("ooc", "overlap")) else "memory"]
     width = max(40, *(len(m.label) for m in ms))
     if group == "ooc-cold":  # a cold file's sequential bound is reading it, not slicing cached maps
         columns = columns[:-1] + [("/ sequential", lambda r: "sequential_read")]
@@ -133,8 +139,15 @@ def build_parser(prog: str = "batchfeed bench") -> argparse.ArgumentParser:
     o.add_argument("--dir", type=directory, default=None,
                    help="where to write the files (default: a temporary folder, removed after); the storage "
                         "under it is what a cold epoch reads, and the report names it")
+    o.add_argument("--scale", type=positive_float, metavar="GIB", default=None,
+                   help="instead: one training epoch (mini-batch, and full-batch accumulated over the batches) on GIB "
+                        "GiB of data written to --dir, under --budget of private memory, page cache dropped: "
+                        "samples/s, peak RSS and peak private memory (issue 15, '10 GB for real'); the data is deleted after")
+    o.add_argument("--budget", type=positive_int, metavar="MIB", default=256,
+                   help="with --scale: the private-memory budget in MiB each epoch runs under (RLIMIT_DATA; default 256)")
     p.add_argument("--training", dest="training", action="store_true", default=True,
-                   help="also time one training epoch of the tutorial's model at F=3, B=32 (default)")
+                   help="also time one training epoch of the tutorial's model at F=3, B=32 (default); with "
+                        "--out-of-core, the tutorial's model trained from the files, with and without reading ahead")
     p.add_argument("--no-training", dest="training", action="store_false", help="skip the training epoch")
     p.add_argument("--train-n", type=positive_int, default=None, help="samples for the training epoch (default --n)")
     p.add_argument("--threads", type=positive_int, default=DEFAULT_THREADS,
@@ -189,6 +202,8 @@ def run(args: argparse.Namespace, out: Any = None) -> list[Measurement]:
     threads = torch.get_num_threads()
     torch.set_num_threads(args.threads)
     try:
+        if args.scale is not None:
+            return _run_scale(args, out, rows)
         return _run_ooc(args, out, rows) if args.out_of_core else _run(args, out, rows)
     finally:
         torch.set_num_threads(threads)
@@ -247,7 +262,8 @@ def _run_ooc(args: argparse.Namespace, out: Any, rows: list[Measurement]) -> lis
     print(f"batchfeed bench --out-of-core: torch {torch.__version__}, {device_name('cpu')}, files in {folder} "
           f"on {storage}, load average at start {_loadavg()}", file=out, flush=True)
     warmup = 1
-    total = len(args.features) * len(args.batch_size) * len(args.cache) * len(args.rivals) * (args.repeats + warmup)
+    per_config = len(args.rivals) + (len(OVERLAP_RIVALS) if args.training else 0)
+    total = len(args.features) * len(args.batch_size) * len(args.cache) * per_config * (args.repeats + warmup)
     bar = _Progress(total, "bench", args.progress)
     profiles: dict[str, dict[str, float]] = {}
     try:
@@ -258,19 +274,47 @@ def _run_ooc(args: argparse.Namespace, out: Any, rows: list[Measurement]) -> lis
                     bar.desc = f"F={f} B={b} {cache}"
                     rows.extend(measure_files(files, b, cold=cache == "cold", rivals=args.rivals,
                                               repeats=args.repeats, warmup=warmup, on_epoch=bar.step).values())
+                    if args.training:
+                        bar.desc = f"training F={f} B={b} {cache}"
+                        rows.extend(measure_overlap(files, b, cold=cache == "cold", repeats=args.repeats,
+                                                    on_epoch=bar.step).values())
                 if args.profile:
                     profiles[f"F={f} B={b}"] = read_profile(files, b, repeats=args.repeats)
+                    profiles[f"F={f} B={b} prefetch memory"] = prefetch_memory(files, b)
     finally:
         bar.close()
         if not args.dir:
             shutil.rmtree(folder, ignore_errors=True)
     print(format_table(rows), file=out, end="")
     for config, prof in profiles.items():
+        if config.endswith("prefetch memory"):
+            print(f"\nreading ahead, {config.removesuffix(' prefetch memory')}, N={args.n:,}, preadv, 1 MiB reads, a "
+                  "loop slower than the reads: peak RSS above prefetch=0 (fresh process each)", file=out)
+            for name, mib in prof.items():
+                print(f"  {name:<40} {mib:8.2f} MiB", file=out)
+            continue
         print(f"\nreading a memory map, {config}, N={args.n:,}: microseconds per batch (best of {args.repeats})", file=out)
         for name, us in prof.items():
             print(f"  {name:<40} {us:8.2f} us", file=out)
     print(f"load average at end {_loadavg()} (other processes share these cores: compare ratios, not times)", file=out)
     _write_json(args, rows, {"meta": {"storage": storage, "folder": str(folder)}, "profiles": profiles})
+    return rows
+
+
+def _run_scale(args: argparse.Namespace, out: Any, rows: list[Measurement]) -> list[Measurement]:
+    """--scale: :func:`batchfeed.outofcore_scale.scale_experiment`, its table and (--json) its runs."""
+    from .outofcore_scale import format_scale, scale_experiment
+
+    folder = Path(args.dir) if args.dir else Path(tempfile.gettempdir())
+    f, b = args.features[0], args.batch_size[0]
+    print(f"batchfeed bench --out-of-core --scale {args.scale:g}: torch {torch.__version__}, {device_name('cpu')}, "
+          f"files in {folder} on {storage_name(folder)}, F={f}, B={b}, prefetch=4, load average at start {_loadavg()}",
+          file=out, flush=True)
+    runs = scale_experiment(folder, gib=args.scale, budget=args.budget << 20, features=f, batch_size=b)
+    print(format_scale(runs), file=out, end="")
+    print(f"load average at end {_loadavg()} (other processes share these cores)", file=out)
+    _write_json(args, rows, {"meta": {"storage": storage_name(folder), "folder": str(folder)},
+                             "scale": [r.to_dict() for r in runs]})
     return rows
 
 
@@ -282,6 +326,8 @@ def main(argv: Sequence[str] | None = None, prog: str = "batchfeed bench") -> in
     wrong = _wrong_rivals(args)
     if wrong:
         parser.error(wrong)
+    if args.scale is not None and not args.out_of_core:
+        parser.error("argument --scale: only with --out-of-core (an epoch read from .npy files)")
     rows = run(args)
     if not args.check:
         return 0

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from ._checks import check_positive_float, check_positive_int
-from .model import _model_device, evaluate, make_model
+from .model import _model_device, evaluate, full_batch_gradient, make_model
 
 __all__ = [
     "Budget",
@@ -25,6 +25,7 @@ __all__ = [
     "Stop",
     "StepInfo",
     "History",
+    "accumulate",
     "evaluate",
     "full_batch_gradient",
     "make_model",
@@ -163,11 +164,26 @@ def update(model: nn.Module, optimizer: torch.optim.Optimizer, loss_fn: Callable
     return loss.detach()
 
 
+def accumulate(model: nn.Module, loss_fn: Callable, xb: torch.Tensor, yb: torch.Tensor, *,
+               check_finite: bool = True) -> torch.Tensor:
+    """Add a batch's share of the full-batch gradient to each ``.grad``, without an update: the
+    gradient of the batch's summed loss (its mean times its size, for a loss that averages), so
+    that dividing by the samples accumulated gives the exact gradient of the mean loss over all
+    of them, whatever the batch sizes. Returns the summed loss (detached)."""
+    loss = loss_fn(model(xb), yb)
+    if check_finite and not torch.isfinite(loss):
+        raise DivergenceError(f"loss={float(loss.detach())}")
+    total = loss * yb.shape[0] if getattr(loss_fn, "reduction", "mean") == "mean" else loss
+    total.backward()
+    return total.detach()
+
+
 class _Training:
     """The state of one :func:`train` call: the History, the clock and the counters."""
 
     def __init__(self, model, optimizer, loss_fn, device, eval_data, method, lr, budget, track_full_loss,
-                 check_finite) -> None:
+                 check_finite, accumulated=False) -> None:
+        self.accumulated = accumulated
         self.model, self.optimizer, self.loss_fn, self.device = model, optimizer, loss_fn, device
         self.eval = None if eval_data is None else tuple(t.to(device) for t in eval_data)
         self.method, self.lr, self.budget = method, lr, budget or Budget()
@@ -190,12 +206,15 @@ class _Training:
         """One pass over ``batches``; returns why training stopped (a budget, a hook), or None."""
         steps_before, samples, losses, stopped = self.counter.count, 0, [], None
         start = time.perf_counter()
+        if self.accumulated:
+            self.optimizer.zero_grad()
         try:
             for step, (xb, yb) in enumerate(batches, start=1):
                 xb, yb = xb.to(self.device, non_blocking=True), yb.to(self.device, non_blocking=True)
                 try:
-                    losses.append(update(self.model, self.optimizer, self.loss_fn, xb, yb,
-                                         check_finite=self.check_finite))
+                    losses.append(accumulate(self.model, self.loss_fn, xb, yb, check_finite=self.check_finite)
+                                  if self.accumulated else
+                                  update(self.model, self.optimizer, self.loss_fn, xb, yb, check_finite=self.check_finite))
                 except DivergenceError as exc:
                     raise DivergenceError(f"{self.method} training diverged: {exc} at epoch {epoch}, step {step} "
                                           f"(lr={self.lr})") from None
@@ -210,11 +229,22 @@ class _Training:
                                               self.elapsed + time.perf_counter() - start)
                 if stopped:
                     break
+            if self.accumulated and samples:  # the epoch's one update (a hook's Stop skips it)
+                losses[:] = [self.step_accumulated(samples, losses)]
         except Stop:
             stopped = "hook"
         finally:
             self.close_epoch(steps_before, samples, losses, start)
         return stopped
+
+    def step_accumulated(self, samples: int, losses: list) -> torch.Tensor:
+        """One step on the accumulated gradient, made the mean loss's over ``samples``; returns that loss."""
+        if getattr(self.loss_fn, "reduction", "mean") == "mean":
+            for p in self.model.parameters():
+                if p.grad is not None:
+                    p.grad.div_(samples)
+        self.optimizer.step()
+        return torch.stack(losses).sum() / samples
 
     def close_epoch(self, steps_before: int, samples: int, losses: list, start: float) -> None:
         if self.device.type == "cuda":
@@ -244,8 +274,12 @@ def train(
     before_epoch: Callable[[int], None] | None = None,
     track_full_loss: bool = False,
     check_finite: bool = True,
+    accumulate_epoch: bool = False,
 ) -> History:
-    """The training loop every part of batchfeed uses: one :func:`update` per batch.
+    """The training loop every part of batchfeed uses: one :func:`update` per batch, or with
+    ``accumulate_epoch`` one per epoch: each batch's gradient added up (:func:`accumulate`),
+    then one step on the mean loss's exact gradient over the epoch's samples (full-batch GD in
+    the memory of one batch; its ``update_losses`` are the full-batch losses).
 
     ``batches`` is iterated once per epoch (a DataLoader, a TensorLoader, a list of
     ``(x, y)``), or called with the epoch number (1-based) to give that epoch's batches.
@@ -266,7 +300,7 @@ def train(
         raise ValueError("track_full_loss needs eval_data, the data whose loss it records")
     dev = torch.device(device) if device is not None else _model_device(model)
     run = _Training(model, optimizer or torch.optim.SGD(model.parameters(), lr=lr), loss_fn or nn.CrossEntropyLoss(),
-                    dev, eval_data, method, lr, budget, track_full_loss, check_finite)
+                    dev, eval_data, method, lr, budget, track_full_loss, check_finite, accumulate_epoch)
     run.evaluate_epoch(0)
     model.train()
     try:
@@ -345,46 +379,3 @@ def train_minibatch(
     model.to(dev)
     return train(model, loader, epochs=epochs, lr=lr, optimizer=optimizer, loss_fn=loss_fn, device=dev, eval_data=(X, y),
                  method="mini-batch", on_epoch=on_epoch, track_full_loss=track_full_loss)
-
-
-def full_batch_gradient(model: nn.Module, loss_fn: Callable, loader: Iterable) -> list[torch.Tensor]:
-    """The exact full-batch gradient, accumulated one micro-batch at a time.
-
-    ``loader`` yields ``(x, y)`` batches that together are the full data (any sizes, an
-    uneven last batch included). For a ``loss_fn`` averaging over its batch (reduction
-    ``"mean"``, the default of torch's losses) each micro-batch's gradient is weighted by
-    its size / N, which gives exactly the gradient of the mean loss over all N samples; a
-    naive average of micro-batch gradients weights a short last batch too much. With
-    reduction ``"sum"`` the gradients are summed. Batches go to the model's device.
-
-    Memory is that of one micro-batch's forward/backward plus one gradient buffer: O(B),
-    not O(N). The gradients are left in each parameter's ``.grad`` (so
-    ``optimizer.step()`` then takes one full-batch GD step) and returned, one per parameter
-    that requires a gradient, in ``model.parameters()`` order.
-
-    Raises ValueError if ``loader`` yields no samples or ``loss_fn`` has reduction ``"none"``.
-    """
-    reduction = getattr(loss_fn, "reduction", "mean")
-    if reduction not in ("mean", "sum"):
-        raise ValueError(f"full_batch_gradient needs a loss with reduction 'mean' or 'sum', got {reduction!r}")
-    params = [p for p in model.parameters() if p.requires_grad]
-    for p in params:
-        p.grad = None
-    dev = _model_device(model)
-    n = 0
-    for xb, yb in loader:
-        xb, yb = xb.to(dev), yb.to(dev)
-        b = int(yb.shape[0])
-        loss = loss_fn(model(xb), yb)
-        (loss * b if reduction == "mean" else loss).backward()
-        n += b
-    if n == 0:
-        raise ValueError("full_batch_gradient: loader yielded no samples")
-    grads = []
-    for p in params:
-        if p.grad is None:
-            p.grad = torch.zeros_like(p)
-        elif reduction == "mean":
-            p.grad.div_(n)
-        grads.append(p.grad)
-    return grads

@@ -20,6 +20,7 @@ from torch.utils.data import (
 from .._checks import check_positive_int
 from .draws import _restore, _state_of
 from .iterator import TensorLoaderIter
+from .prefetch import check_prefetch
 from .served import _USE_DATALOADER, _storage
 
 __all__ = ["STATE_FORMAT", "TensorLoader"]
@@ -108,6 +109,15 @@ class TensorLoader:
         chunk_bytes: about how many bytes are gathered per ``index_select`` (per
             ``read_batch`` for data on disk); batches are views into these chunks. Default
             8 MiB on CPU, 64 MiB on other devices, 1 MiB from disk; at least one batch.
+        prefetch: for data on disk, how many reads (one per chunk; one per batch with a
+            ``batch_sampler``) may run or wait ahead of the loop, on background threads (0:
+            read on the loop's thread, when needed). The reads release the GIL, so they overlap
+            with training. At most ``prefetch + 2`` reads' rows are alive at once (2 without
+            reading ahead; see :mod:`batchfeed.loader.prefetch`). Batches, random draws and
+            ``state_dict`` are unchanged; a read's error is raised where the loop takes it.
+        readers: threads doing those reads (default 1; more keep more reads in flight, which a
+            cold file on a device with queue depth can use). They run only while an epoch
+            reads ahead: stopped when it ends, fails, the next starts, or it is collected.
 
     Batches are lists of tensors, one per dataset tensor, as DataLoader yields for tuple
     samples. They are fresh memory, never views of the dataset; a batch can be a view into
@@ -141,10 +151,13 @@ class TensorLoader:
         in_order: bool = True,
         device: str | torch.device | None = None,
         chunk_bytes: int | None = None,
+        prefetch: int = 0,
+        readers: int = 1,
     ) -> None:
         _check_keywords(num_workers, timeout, prefetch_factor, persistent_workers, multiprocessing_context, collate_fn,
                         generator, chunk_bytes)
         tensors, source, rows = _storage(dataset, device)
+        self.prefetch, self.readers = check_prefetch(prefetch, readers, source is not None)
         if isinstance(dataset, tuple):
             dataset = TensorDataset(*dataset)
         custom_batches = batch_sampler is not None
@@ -222,8 +235,14 @@ class TensorLoader:
     def __iter__(self) -> Iterator[list[torch.Tensor]]:
         """One epoch, handed to a :class:`TensorLoaderIter` (see there for when the draws happen)."""
         pending, self._pending = self._pending, None
+        self._suspend_reads()
         self._iterator = TensorLoaderIter(self, pending)
         return self._iterator
+
+    def _suspend_reads(self) -> None:
+        """The last epoch's reads ahead dropped and their threads stopped: one epoch at a time holds them."""
+        if self._iterator is not None:
+            self._iterator.suspend_reads()
 
     def _sampler_generator_if_distinct(self) -> torch.Generator | None:
         """The sampler's own generator, when it has one that is not the loader's."""
@@ -276,5 +295,6 @@ class TensorLoader:
         _restore(self.generator, state["generator_state"], "generator")
         _restore(self._sampler_generator_if_distinct(), state["sampler_generator_state"], "sampler generator")
         self._epochs = int(state["epochs_started"])
+        self._suspend_reads()
         self._iterator = None
         self._pending = dict(state)

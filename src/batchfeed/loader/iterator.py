@@ -12,10 +12,12 @@ import warnings
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import torch
 
 from .._checks import check_index
 from .draws import _advance_like_randperm, _is_cpu, _state_of
+from .prefetch import ReadAhead
 
 if TYPE_CHECKING:
     from .core import TensorLoader
@@ -67,6 +69,7 @@ class TensorLoaderIter:
         if not (self.resumed and loader.generator is None) and _is_cpu(loader.generator):
             torch.empty((), dtype=torch.int64).random_(generator=loader.generator)
         self._warn_pin_memory()
+        self._ahead: ReadAhead | None = None  # the epoch's reads ahead, when the loader reads ahead
         self._batches = self._epoch(catch_up=self.resumed and (self.perm_drawn or self.skip > 0))
 
     def _epoch(self, catch_up: bool) -> Iterator[list[torch.Tensor]]:
@@ -85,6 +88,20 @@ class TensorLoaderIter:
 
     def __len__(self) -> int:
         return len(self.loader)
+
+    def suspend_reads(self) -> None:
+        """Drop the reads run ahead and stop their threads (the loader started another epoch); this
+        epoch, if taken up again, reads them again: its batches are unchanged."""
+        if self._ahead is not None:
+            self._ahead.suspend()
+
+    def _read_ahead(self, jobs: Iterator[Any]) -> Iterator[list[torch.Tensor]]:
+        """``read_batch(job)`` for each job, in order: on the loop's thread, or ahead of it when the loader prefetches."""
+        read = self.loader.source.read_batch
+        if not self.loader.prefetch:
+            return map(read, jobs)
+        self._ahead = ReadAhead(read, jobs, self.loader.prefetch, self.loader.readers)
+        return self._ahead
 
     @property
     def yielded(self) -> int:
@@ -159,28 +176,51 @@ class TensorLoaderIter:
 
     def _fast_epoch(self, start: tuple[torch.Tensor | None, int] | None) -> Iterator[list[torch.Tensor]]:
         perm, k0 = start if start is not None else self._fast_start()
-        perms: dict[torch.device, torch.Tensor] = {} if perm is None else {perm.device: perm}
-        b = self.loader.batch_size
+        b, step = self.loader.batch_size, self.loader._chunk_rows
         stop, _, tail_early = self._fast_shape()
         pin = self._pinning() and self.loader.device.type == "cpu"
-        for c0 in range(k0 * b, stop, self.loader._chunk_rows):
-            c1 = min(c0 + self.loader._chunk_rows, stop)
-            chunks = self._gather_chunk(perms, perm, c0, c1, pin)
-            splits = [c.split(b) for c in chunks]
-            # Batches are made lazily (a list per batch kept alive for the whole chunk would
-            # wake Python's cyclic GC thousands of times an epoch); the first tensor's split
-            # iterator tells how many were handed out.
-            if tail_early and c1 == stop:
-                last = [s[-1] for s in splits]
-                splits = [s[:-1] for s in splits]
-                yield from self._hand_out(splits)
-                self._draw_tail()
-                yield from self._hand_out([(t,) for t in last])
-            else:
-                yield from self._hand_out(splits)
+        starts = range(k0 * b, stop, step)
+        chunks = self._chunks(perm, starts, stop, pin)
+        try:
+            for c0, chunk in zip(starts, chunks):
+                if pin and self.loader.source is not None:
+                    chunk = _pinned(chunk)
+                splits = [c.split(b) for c in chunk]
+                # Batches are made lazily (a list per batch kept alive for the whole chunk would
+                # wake Python's cyclic GC thousands of times an epoch); the first tensor's split
+                # iterator tells how many were handed out.
+                if tail_early and c0 + step >= stop:
+                    last = [s[-1] for s in splits]
+                    splits = [s[:-1] for s in splits]
+                    yield from self._hand_out(splits)
+                    self._draw_tail()
+                    yield from self._hand_out([(t,) for t in last])
+                else:
+                    yield from self._hand_out(splits)
+        finally:  # an epoch ended, failed or closed stops the reads it had started ahead, and their threads
+            if isinstance(chunks, ReadAhead):
+                chunks.close()
         if not tail_early:
             self._draw_tail()
         self.finished = True
+
+    def _chunks(self, perm: torch.Tensor | None, starts: range, stop: int, pin: bool) -> Iterator[list[torch.Tensor]]:
+        """The epoch's chunks from ``starts``, in order: gathered from in-memory tensors, or read from
+        files (one ``read_batch`` each), on reader threads ahead of the loop when the loader prefetches."""
+        loader, step = self.loader, self.loader._chunk_rows
+        perms: dict[torch.device, torch.Tensor] = {} if perm is None else {perm.device: perm}
+        if loader.source is None:
+            return ([self._gather_rows(t, perms, perm, c0, min(c0 + step, stop), pin, loader._rows)
+                     for t in loader.tensors] for c0 in starts)
+        order = None if perm is None else perm.cpu()
+        rows = None if loader._rows is None else loader._rows.cpu()
+
+        def indices(c0: int) -> np.ndarray:  # on the loader's thread: which rows never depends on timing
+            c1 = min(c0 + step, stop)
+            idx = torch.arange(c0, c1) if order is None else order[c0:c1]
+            return (idx if rows is None else rows[idx]).numpy()
+
+        return self._read_ahead(map(indices, starts))
 
     def _sample(self, i: int) -> list[torch.Tensor]:
         """Sample ``i`` (a Subset's position mapped to its row), as DataLoader yields it unbatched."""
@@ -196,20 +236,6 @@ class TensorLoaderIter:
         first = iter(splits[0])
         self.current, self.current_len = first, len(splits[0])
         return map(list, zip(first, *splits[1:]))
-
-    def _gather_chunk(self, perms: dict[torch.device, torch.Tensor], perm: torch.Tensor | None, c0: int, c1: int,
-                      pin: bool) -> list[torch.Tensor]:
-        """Positions ``c0:c1`` of the epoch's order, one tensor per dataset tensor: gathered from the
-        in-memory tensors, or read by the dataset that reads whole batches (one ``read_batch``)."""
-        loader = self.loader
-        if loader.source is None:
-            return [self._gather_rows(t, perms, perm, c0, c1, pin, loader._rows) for t in loader.tensors]
-        cpu = torch.device("cpu")
-        if perm is not None and cpu not in perms:
-            perms[cpu] = perm.cpu()
-        idx = torch.arange(c0, c1) if perm is None else perms[cpu][c0:c1]
-        batch = loader.source.read_batch((idx if loader._rows is None else loader._rows[idx]).numpy())
-        return _pinned(batch) if pin else batch
 
     @staticmethod
     def _gather_rows(t: torch.Tensor, perms: dict[torch.device, torch.Tensor], perm: torch.Tensor | None,
@@ -266,6 +292,17 @@ class TensorLoaderIter:
         """A user's sampler or batch_sampler: gather by the indices it gives, batch by batch."""
         it = start if start is not None else self._custom_start()
         pin = self._pinning()
+        if self.loader.batch_sampler is not None and self.loader.source is not None:
+            reads = self._read_ahead(map(self._batch_rows, it))  # the sampler is drawn on this thread, in order
+            try:
+                for batch in reads:
+                    self.base += 1
+                    yield _pinned(batch) if pin else batch
+            finally:
+                if isinstance(reads, ReadAhead):
+                    reads.close()
+            self.finished = True
+            return
         for indices in it:
             if self.loader.batch_sampler is None:
                 out = self._sample(check_index(indices, self.loader._n, "sampler"))
@@ -277,7 +314,8 @@ class TensorLoaderIter:
             yield out
         self.finished = True
 
-    def _gather_indices(self, indices: Any, pin: bool) -> list[torch.Tensor]:
+    def _batch_rows(self, indices: Any) -> torch.Tensor:
+        """A batch sampler's ``indices`` checked (TypeError, IndexError) and mapped to the rows of the storage."""
         idx = torch.as_tensor(indices if not isinstance(indices, torch.Tensor) else indices.cpu())
         if idx.numel() == 0:
             idx = idx.reshape(0).long()
@@ -290,11 +328,11 @@ class TensorLoaderIter:
                 bad = lo if lo < -n else hi
                 raise IndexError(f"index {bad} out of range for dataset of length {n}")
         idx = torch.where(idx < 0, idx + n, idx).long()
-        if self.loader._rows is not None:
-            idx = self.loader._rows.cpu()[idx]
-        if self.loader.source is not None:
-            batch = self.loader.source.read_batch(idx)
-            return _pinned(batch) if pin else batch
+        return idx if self.loader._rows is None else self.loader._rows.cpu()[idx]
+
+    def _gather_indices(self, indices: Any, pin: bool) -> list[torch.Tensor]:
+        """A batch sampler's batch from in-memory tensors."""
+        idx = self._batch_rows(indices)
         out = []
         for t in self.loader.tensors:
             i = idx.to(t.device)
