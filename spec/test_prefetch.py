@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import gc
 import os
+import subprocess
+import sys
 import threading
 import traceback
 from pathlib import Path
@@ -239,16 +241,45 @@ print("left the loop", flush=True)
 """
 
 
+_EXIT_MID_OPERATOR_SCRIPT = """
+import torch
+from batchfeed import TensorLoader
+from spec.test_prefetch import CountingSource
+
+class Busy(CountingSource):
+    def read_batch(self, indices):
+        a = torch.ones(600, 600)
+        for _ in range(20):  # ~0.1-0.5 s inside torch operators that release the GIL
+            a = (a @ a).clamp_(max=1.0)
+        return super().read_batch(indices)
+
+loader = TensorLoader(Busy(100), batch_size=10, chunk_bytes=1, prefetch=3, readers=2, generator=torch.Generator())
+for batch in loader:
+    break
+print("left the loop", flush=True)
+"""
+
+
+def _run_script(script: str, cwd) -> subprocess.CompletedProcess:
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root / "src"), str(root)]), "OMP_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, env=env,
+                          check=False, cwd=cwd)
+
+
+def test_the_interpreter_exits_cleanly_while_a_read_runs_in_a_torch_operator(tmp_path):
+    """Leaving the program while reader threads are inside GIL-releasing torch operators: without
+    the exit handler CPython ends those daemon threads with pthread_exit and the process aborts
+    ('terminate called without an active exception', SIGABRT). Three runs, each must exit 0."""
+    for _ in range(3):
+        done = _run_script(_EXIT_MID_OPERATOR_SCRIPT, tmp_path)
+        assert done.returncode == 0 and "left the loop" in done.stdout, (done.returncode, done.stderr[-2000:])
+
+
 def test_the_interpreter_exits_with_a_read_stuck_ahead(tmp_path):
     """A read that never returns, started ahead of a loop that then ends: the program still exits
     (the reader threads are daemons; nothing joins them). A hang would run into the timeout."""
-    import subprocess
-    import sys
-
-    root = Path(__file__).resolve().parents[1]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root / "src"), str(root)])}
-    done = subprocess.run([sys.executable, "-c", _EXIT_SCRIPT], capture_output=True, text=True, timeout=300, env=env, check=False,
-                          cwd=tmp_path)
+    done = _run_script(_EXIT_SCRIPT, tmp_path)
     assert done.returncode == 0 and "left the loop" in done.stdout, done.stderr[-2000:]
 
 
