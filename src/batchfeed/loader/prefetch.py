@@ -28,20 +28,25 @@ not wanted, so breaking out of a loop never blocks, and the interpreter exits wi
 
 from __future__ import annotations
 
+import atexit
 import itertools
 import queue
 import threading
+import time
+import weakref
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from typing import Any
 
-__all__ = ["LINGER", "THREAD_PREFIX", "ReadAhead", "check_prefetch"]
+__all__ = ["EXIT_WAIT", "LINGER", "THREAD_PREFIX", "ReadAhead", "check_prefetch"]
 
 THREAD_PREFIX = "batchfeed-reader"
 #: Seconds a reader thread with nothing to read waits for more before it stops (a loop's step
 #: is shorter, so a running epoch does not start threads again and again).
 LINGER = 0.2
+#: Seconds the interpreter's exit waits, in all, for reader threads told to stop (a stuck read is not waited for longer).
+EXIT_WAIT = 1.0
 _names = itertools.count()
 _END, _FAILED = object(), object()  # the jobs are exhausted; a job that could not be made (its future raises)
 
@@ -61,6 +66,35 @@ def check_prefetch(prefetch: Any, readers: Any, reads_files: bool) -> tuple[int,
     return prefetch, readers
 
 
+#: Every reader pool with threads, stopped at interpreter exit (below).
+_POOLS: weakref.WeakSet[_Readers] = weakref.WeakSet()
+
+
+def _stop_all_at_exit() -> None:
+    """Before the interpreter finalizes: tell every reader thread to stop and give each a moment to.
+
+    A daemon thread that wakes up after finalization began is ended by CPython (3.11: with
+    ``pthread_exit``), which aborts the process once that thread has run torch code ("terminate
+    called without an active exception"). So no idle reader may outlive the program's end: each
+    is told to stop here, and all are joined within :data:`EXIT_WAIT` seconds in all. A thread
+    stuck in a read that never returns is left alone (it never wakes, so it never takes the GIL
+    again); one whose read returns later, during finalization, can still abort the exit.
+    """
+    pools = list(_POOLS)
+    for pool in pools:
+        pool.stop()
+    deadline = time.monotonic() + EXIT_WAIT
+    for pool in pools:
+        for thread in list(pool.threads):
+            thread.join(max(0.0, deadline - time.monotonic()))
+
+
+try:  # run with concurrent.futures' own exit hooks: before threading's shutdown, so before finalization
+    threading._register_atexit(_stop_all_at_exit)  # type: ignore[attr-defined]
+except AttributeError:  # pragma: no cover - Python without the hook
+    atexit.register(_stop_all_at_exit)
+
+
 class _Readers:
     """Up to ``readers`` daemon threads running the reads put in a queue, in order; started as reads
     come, each stops when told to or after :data:`LINGER` seconds without a read."""
@@ -68,6 +102,7 @@ class _Readers:
     def __init__(self, readers: int) -> None:
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._max, self._alive, self._lock = readers, 0, threading.Lock()
+        self.threads: weakref.WeakSet[threading.Thread] = weakref.WeakSet()
 
     def submit(self, read: Callable[[Any], Any], job: Any) -> Future:
         future: Future = Future()
@@ -75,7 +110,10 @@ class _Readers:
         with self._lock:
             if self._alive < self._max:
                 self._alive += 1
-                threading.Thread(target=self._work, name=f"{THREAD_PREFIX}-{next(_names)}", daemon=True).start()
+                thread = threading.Thread(target=self._work, name=f"{THREAD_PREFIX}-{next(_names)}", daemon=True)
+                self.threads.add(thread)
+                _POOLS.add(self)
+                thread.start()
         return future
 
     def stop(self) -> None:
