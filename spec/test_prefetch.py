@@ -223,20 +223,51 @@ def test_breaking_out_while_a_read_is_stuck_does_not_wait_for_it():
     _assert_no_reader_threads()
 
 
+def test_at_exit_every_idle_reader_thread_is_stopped_and_joined():
+    """What runs before the interpreter finalizes: the readers of an abandoned epoch (idle, not yet
+    lingered out) are told to stop and have ended when it returns; a stuck read is not waited for
+    beyond EXIT_WAIT."""
+    from batchfeed.loader import prefetch
+
+    gate = threading.Event()
+
+    class Stuck(CountingSource):
+        def read_batch(self, indices):
+            if int(torch.as_tensor(indices)[0]) == 30:
+                gate.wait(30)
+            return super().read_batch(indices)
+
+    idle = TensorLoader(CountingSource(100), batch_size=10, chunk_bytes=1, prefetch=3, readers=2,
+                        generator=torch.Generator())
+    stuck = TensorLoader(Stuck(100), batch_size=10, chunk_bytes=1, prefetch=3, generator=torch.Generator())
+    for loader in (idle, stuck):
+        for _batch in loader:
+            break
+    threads = [t for pool in list(prefetch._POOLS) for t in pool.threads]
+    assert threads
+    prefetch._stop_all_at_exit()
+    alive = [t for t in threads if t.is_alive()]
+    gate.set()
+    assert len(alive) <= 1, f"reader threads still running after the exit hook: {alive}"
+    _assert_no_reader_threads()
+
+
 _EXIT_SCRIPT = """
-import threading, torch
+import sys, threading, torch
 from batchfeed import TensorLoader
 from spec.test_prefetch import CountingSource
 
-class Stuck(CountingSource):
+class Source(CountingSource):
     def read_batch(self, indices):
-        if int(torch.as_tensor(indices)[0]) >= 20:
+        if sys.argv[1] == "stuck" and int(torch.as_tensor(indices)[0]) >= 20:
             threading.Event().wait()  # never returns
         return super().read_batch(indices)
 
-loader = TensorLoader(Stuck(100), batch_size=10, chunk_bytes=1, prefetch=3, generator=torch.Generator())
+loader = TensorLoader(Source(100), batch_size=10, chunk_bytes=1, prefetch=3, readers=2, generator=torch.Generator())
 for batch in loader:
     break
+if sys.argv[1] == "dropped":
+    del loader, batch
 print("left the loop", flush=True)
 """
 
@@ -276,11 +307,21 @@ def test_the_interpreter_exits_cleanly_while_a_read_runs_in_a_torch_operator(tmp
         assert done.returncode == 0 and "left the loop" in done.stdout, (done.returncode, done.stderr[-2000:])
 
 
-def test_the_interpreter_exits_with_a_read_stuck_ahead(tmp_path):
-    """A read that never returns, started ahead of a loop that then ends: the program still exits
-    (the reader threads are daemons; nothing joins them). A hang would run into the timeout."""
-    done = _run_script(_EXIT_SCRIPT, tmp_path)
-    assert done.returncode == 0 and "left the loop" in done.stdout, done.stderr[-2000:]
+@pytest.mark.parametrize("how", ["stuck", "idle", "dropped"])
+def test_the_program_exits_cleanly_right_after_reading_ahead(tmp_path, how):
+    """The loop breaks out and the program ends at once, with a read that never returns (stuck), with
+    readers idle but not yet lingered out (idle), or with the loader dropped unclosed: exit status 0.
+    (CPython 3.11 ends a daemon thread that wakes during finalization with pthread_exit, which
+    aborts a process whose thread ran torch code; the readers are stopped before that.) A hang
+    would run into the timeout."""
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root / "src"), str(root)])}
+    done = subprocess.run([sys.executable, "-c", _EXIT_SCRIPT, how], capture_output=True, text=True, timeout=300,
+                          env=env, cwd=tmp_path, check=False)
+    assert done.returncode == 0 and "left the loop" in done.stdout, (done.returncode, done.stderr[-2000:])
 
 
 def test_a_read_error_is_the_original_exception_with_the_reader_traceback():

@@ -23,12 +23,7 @@ when the next one starts), and a thread with nothing to read stops by itself aft
 :data:`LINGER` seconds, so an epoch abandoned mid-way (a ``break``) holds no thread for long
 even before it is garbage collected; it holds at most its ``depth`` reads until then. A read
 running when its epoch is dropped finishes and is thrown away: nothing waits on a read that is
-not wanted, so breaking out of a loop never blocks. At the interpreter's exit the threads are
-told to stop and given up to :data:`EXIT_WAIT` seconds to finish the read they are running:
-CPython ends a daemon thread that wants the GIL back during finalization with
-``pthread_exit``, which aborts the process (``terminate called without an active exception``,
-SIGABRT) when the thread is inside a torch operator that released the GIL. A read that takes
-longer (a stuck file system) is left behind, and the interpreter exits anyway.
+not wanted, so breaking out of a loop never blocks, and the interpreter exits without joining.
 """
 
 from __future__ import annotations
@@ -44,16 +39,15 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from typing import Any
 
-__all__ = ["LINGER", "THREAD_PREFIX", "ReadAhead", "check_prefetch"]
+__all__ = ["EXIT_WAIT", "LINGER", "THREAD_PREFIX", "ReadAhead", "check_prefetch"]
 
 THREAD_PREFIX = "batchfeed-reader"
 #: Seconds a reader thread with nothing to read waits for more before it stops (a loop's step
 #: is shorter, so a running epoch does not start threads again and again).
 LINGER = 0.2
-#: Seconds the interpreter's exit waits, in all, for reads running on reader threads to finish.
-EXIT_WAIT = 2.0
+#: Seconds the interpreter's exit waits, in all, for reader threads told to stop (a stuck read is not waited for longer).
+EXIT_WAIT = 1.0
 _names = itertools.count()
-_pools: weakref.WeakSet = weakref.WeakSet()  # every _Readers that may have threads
 _END, _FAILED = object(), object()  # the jobs are exhausted; a job that could not be made (its future raises)
 
 
@@ -72,6 +66,35 @@ def check_prefetch(prefetch: Any, readers: Any, reads_files: bool) -> tuple[int,
     return prefetch, readers
 
 
+#: Every reader pool with threads, stopped at interpreter exit (below).
+_POOLS: weakref.WeakSet[_Readers] = weakref.WeakSet()
+
+
+def _stop_all_at_exit() -> None:
+    """Before the interpreter finalizes: tell every reader thread to stop and give each a moment to.
+
+    A daemon thread that wakes up after finalization began is ended by CPython (3.11: with
+    ``pthread_exit``), which aborts the process once that thread has run torch code ("terminate
+    called without an active exception"). So no idle reader may outlive the program's end: each
+    is told to stop here, and all are joined within :data:`EXIT_WAIT` seconds in all. A thread
+    stuck in a read that never returns is left alone (it never wakes, so it never takes the GIL
+    again); one whose read returns later, during finalization, can still abort the exit.
+    """
+    pools = list(_POOLS)
+    for pool in pools:
+        pool.stop()
+    deadline = time.monotonic() + EXIT_WAIT
+    for pool in pools:
+        for thread in list(pool.threads):
+            thread.join(max(0.0, deadline - time.monotonic()))
+
+
+try:  # run with concurrent.futures' own exit hooks: before threading's shutdown, so before finalization
+    threading._register_atexit(_stop_all_at_exit)  # type: ignore[attr-defined]
+except AttributeError:  # pragma: no cover - Python without the hook
+    atexit.register(_stop_all_at_exit)
+
+
 class _Readers:
     """Up to ``readers`` daemon threads running the reads put in a queue, in order; started as reads
     come, each stops when told to or after :data:`LINGER` seconds without a read."""
@@ -79,8 +102,7 @@ class _Readers:
     def __init__(self, readers: int) -> None:
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._max, self._alive, self._lock = readers, 0, threading.Lock()
-        self._threads: list[threading.Thread] = []
-        _pools.add(self)
+        self.threads: weakref.WeakSet[threading.Thread] = weakref.WeakSet()
 
     def submit(self, read: Callable[[Any], Any], job: Any) -> Future:
         future: Future = Future()
@@ -89,7 +111,8 @@ class _Readers:
             if self._alive < self._max:
                 self._alive += 1
                 thread = threading.Thread(target=self._work, name=f"{THREAD_PREFIX}-{next(_names)}", daemon=True)
-                self._threads = [t for t in self._threads if t.is_alive()] + [thread]
+                self.threads.add(thread)
+                _POOLS.add(self)
                 thread.start()
         return future
 
@@ -97,17 +120,6 @@ class _Readers:
         """Every thread stops once the read it is running (if any) is done; queued reads must be cancelled first."""
         for _ in range(self._max):
             self._queue.put(None)
-
-    def abandon(self) -> None:
-        """Cancel the reads still queued, then stop every thread."""
-        while True:
-            try:
-                item = self._queue.get_nowait()
-            except queue.Empty:
-                break
-            if item is not None:
-                item[0].cancel()
-        self.stop()
 
     def _work(self) -> None:
         while True:
@@ -131,18 +143,6 @@ class _Readers:
                 except BaseException as exc:  # noqa: BLE001 - raised where the loop takes this read
                     future.set_exception(exc)
             del future, read, job  # an idle thread holds no read's rows
-
-
-@atexit.register
-def _stop_readers_at_exit() -> None:
-    """Stop every reader thread and wait (at most EXIT_WAIT s in all) for the reads they are running."""
-    pools = list(_pools)
-    for pool in pools:
-        pool.abandon()
-    deadline = time.monotonic() + EXIT_WAIT
-    for pool in pools:
-        for thread in list(pool._threads):
-            thread.join(max(0.0, deadline - time.monotonic()))
 
 
 def _failed(exc: BaseException) -> Future:
