@@ -919,6 +919,20 @@ def test_state_dict_right_after_load_state_dict_is_the_loaded_state():
     assert json.loads(json.dumps(resumed.state_dict())) == state
 
 
+def test_a_state_saved_between_epochs_holds_no_position_and_the_generators_now():
+    """Before the first epoch and after one ends, state_dict() is out of an epoch: nothing yielded or drawn, no seed,
+    and the generators' current states (the loader's; the sampler's own, when distinct)."""
+    g, sg = torch.Generator().manual_seed(3), torch.Generator().manual_seed(4)
+    loader = TensorLoader(IndexedDataset(10), batch_size=3, sampler=RandomSampler(range(10), generator=sg), generator=g)
+    for _ in range(2):
+        state = loader.state_dict()
+        assert {k: state[k] for k in ("in_epoch", "batches_yielded", "perm_drawn", "epoch_seed")} == {
+            "in_epoch": False, "batches_yielded": 0, "perm_drawn": False, "epoch_seed": None}
+        assert state["generator_state"] == g.get_state().tolist()
+        assert state["sampler_generator_state"] == sg.get_state().tolist()
+        list(loader)
+
+
 def test_the_state_counts_the_epochs_started():
     """state_dict()['epochs_started'] counts the epochs begun, a resumed one once, across a resume."""
     loader = TensorLoader(IndexedDataset(10), batch_size=3, shuffle=True, generator=torch.Generator().manual_seed(1))

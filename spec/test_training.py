@@ -411,7 +411,8 @@ def test_a_budget_stops_training_after_the_step_that_spends_it(budget, steps, st
 
 
 def test_hooks_see_every_step_and_epoch_and_stop_cleanly():
-    """before_epoch runs before each epoch, on_step after each update with its numbers; Stop ends training after that step."""
+    """before_epoch runs before each epoch, on_step after each update with its numbers; a callable gives epoch e's batches;
+    Stop ends training after that step."""
     from batchfeed.training import Stop, train
 
     X, y, batches = _tiny()
@@ -423,19 +424,21 @@ def test_hooks_see_every_step_and_epoch_and_stop_cleanly():
         if info.global_step == 8:
             raise Stop
 
-    h = train(make_model(3, 2, 1), lambda e: batches[: 4 if e == 2 else 5], epochs=5, on_step=on_step,
+    h = train(make_model(3, 2, 1), lambda e: batches[: 2 if e == 2 else 5], epochs=5, on_step=on_step,
               before_epoch=epochs.append)
-    assert seen == [(1, s, s, 8) for s in range(1, 6)] + [(2, s, 5 + s, 8) for s in range(1, 4)]
-    assert epochs == [1, 2] and h.stopped == "hook" and h.steps_per_epoch == [5, 3]
+    assert seen == [(1, s, s, 8) for s in range(1, 6)] + [(2, 1, 6, 8), (2, 2, 7, 8), (3, 1, 8, 8)]
+    assert epochs == [1, 2, 3] and h.stopped == "hook" and h.steps_per_epoch == [5, 2, 1]
     assert h.epoch_loss == [], "no eval_data: nothing evaluated"
 
 
-def test_train_needs_epochs_or_a_budget():
-    """Without epochs or a budget training would never end: refused, naming both."""
+def test_train_needs_epochs_or_a_budget_and_eval_data_to_track():
+    """Without epochs or a budget training would never end: refused, naming both; track_full_loss without eval_data too."""
     from batchfeed.training import train
 
-    with pytest.raises(ValueError, match="epochs, a budget"):
+    with pytest.raises(ValueError, match=r"^train needs epochs, a budget, or both$"):
         train(make_model(), [])
+    with pytest.raises(ValueError, match=r"^track_full_loss needs eval_data, the data whose loss it records$"):
+        train(make_model(), [], epochs=1, track_full_loss=True)
 
 
 # --- full_batch_gradient (its accuracy and memory: test_memory.py) ----------------------------------
