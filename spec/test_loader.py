@@ -1136,7 +1136,8 @@ def _split_cases():
     nested = torch.utils.data.Subset(train, [5, 0, 39, 12, 12, -1])
     return {"random_split-train": train, "random_split-val": val, "subset-of-a-subset": nested,
             "tensor-indices": torch.utils.data.Subset(base, torch.tensor([3, 1, 4, 1, 5, 9, 2, 6])),
-            "pair-dataset": torch.utils.data.Subset(PairDataset(base.X, base.y), range(10, 30))}
+            "pair-dataset": torch.utils.data.Subset(PairDataset(base.X, base.y), range(10, 30)),
+            "one-tensor": torch.utils.data.Subset(TensorDataset(base.X), range(0, 50, 3))}
 
 
 @pytest.mark.parametrize("name", sorted(_split_cases()))
@@ -1148,6 +1149,16 @@ def test_a_subset_is_served_with_dataloaders_batches(name, batch_size, shuffle, 
     got = _epochs(TensorLoader(ds, generator=torch.Generator().manual_seed(1), **kw), 2)
     expected = _epochs(DataLoader(ds, generator=torch.Generator().manual_seed(1), **kw), 2)
     assert_same_epochs(got, expected, context=f"{name}, {kw}")
+
+
+@pytest.mark.parametrize("name", sorted(_split_cases()))
+def test_a_subset_with_a_users_sampler_gives_dataloaders_batches(name):
+    """A Subset with a batch_sampler or a sampler (positions in the subset, a negative one too): DataLoader's batches."""
+    ds = _split_cases()[name]
+    for kw in (dict(batch_sampler=[[0, 3], [-1], [1, 0, 1]]), dict(sampler=[3, 0, 2], batch_size=2),
+               dict(sampler=[1, -2], batch_size=None)):
+        got = _epochs(TensorLoader(ds, generator=torch.Generator(), **kw), 1)
+        assert_same_epochs(got, _epochs(DataLoader(ds, generator=torch.Generator(), **kw), 1), context=f"{name}, {kw}")
 
 
 def test_a_subset_is_an_index_map_not_a_copy():
