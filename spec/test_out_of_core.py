@@ -332,6 +332,20 @@ def test_close_releases_the_files_and_the_next_read_reopens_them(tutorial_files,
     assert all(torch.equal(a, b) for a, b in zip(first, again))
 
 
+@pytest.mark.cuda
+@pytest.mark.parametrize("kw", [dict(batch_size=32, shuffle=True), dict(batch_size=None),
+                                dict(batch_sampler=[[0, 999, 3]]), dict(sampler=[3, 1], batch_size=None)],
+                         ids=["batched", "unbatched", "batch_sampler", "unbatched-sampler"])
+def test_pin_memory_pins_every_batch_read(tutorial_files, kw):
+    """pin_memory=True with CUDA present: every batch read from the files is in pinned memory, with the unpinned values."""
+    def make(**pin):
+        return TensorLoader(NpyDataset(*tutorial_files), generator=torch.Generator().manual_seed(0), **pin, **kw)
+
+    batches = _epochs(make(pin_memory=True), 1)
+    assert all(t.is_pinned() for b in batches[0] for t in b)
+    assert_same_epochs(batches, _epochs(make(), 1), context=f"pin_memory=True, {kw}")
+
+
 def test_repr_names_the_source(tutorial_files):
     r = repr(TensorLoader(NpyDataset(*tutorial_files), batch_size=8))
     assert "source=NpyDataset(n=1000" in r and "X.npy" in r
