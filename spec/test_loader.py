@@ -753,6 +753,8 @@ def test_state_dict_resumes_exactly_after_a_json_round_trip(n, batch_size, drop_
     pytest.param(10, 3, 4, False, id="after-the-partial-last-batch"),
     pytest.param(9, 3, 3, False, id="after-the-full-last-batch"),
     pytest.param(10, 3, 1, True, id="users-sampler-on-the-same-generator"),
+    pytest.param(10, 3, 0, False, id="saved-before-the-first-batch"),
+    pytest.param(10, None, 4, False, id="unbatched"),
 ])
 def test_a_resumed_epoch_abandoned_before_its_first_batch_keeps_later_epochs(n, batch_size, k, own_sampler):
     """Loaded mid-epoch, then iter() abandoned before its first next(): the next epoch is still the uninterrupted run's.
@@ -788,6 +790,18 @@ def test_a_resumed_epoch_abandoned_before_its_first_batch_keeps_later_epochs(n, 
     iter(resumed)  # the rest of the saved epoch, abandoned
     got = labels(resumed)
     assert got == expected, f"after resuming at batch {k} and abandoning the rest: {got}, uninterrupted {expected}"
+
+
+@pytest.mark.parametrize("batch_size", [3, None], ids=["batched", "unbatched"])
+def test_an_epoch_abandoned_before_its_first_batch_draws_as_dataloaders_does(batch_size):
+    """iter() then a new iter(): the abandoned epoch drew only DataLoader's base seed (the permutation comes at the first next())."""
+    def labels(loader):
+        iter(loader)
+        return [b[1].tolist() for b in loader]
+
+    kw = dict(batch_size=batch_size, shuffle=True)
+    got = labels(TensorLoader(IndexedDataset(10), generator=torch.Generator().manual_seed(6), **kw))
+    assert got == labels(DataLoader(IndexedDataset(10), generator=torch.Generator().manual_seed(6), **kw))
 
 
 @pytest.mark.parametrize("batch_size", [3, None], ids=["batched", "unbatched"])

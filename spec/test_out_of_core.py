@@ -332,6 +332,35 @@ def test_close_releases_the_files_and_the_next_read_reopens_them(tutorial_files,
     assert all(torch.equal(a, b) for a, b in zip(first, again))
 
 
+class _CountedRows(torch.utils.data.Dataset):
+    """A dataset that reads whole batches itself, recording each read's size; ``row_bytes`` as given (None: no such attribute)."""
+
+    def __init__(self, n: int, row_bytes: int | None) -> None:
+        self.X, self.y, self.reads = torch.arange(n, dtype=torch.float32)[:, None], torch.arange(n), []
+        if row_bytes is not None:
+            self.row_bytes = row_bytes
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def __getitem__(self, i):
+        return self.X[i], self.y[i]
+
+    def read_batch(self, indices):
+        idx = torch.as_tensor(indices)
+        self.reads.append(len(idx))
+        return [self.X[idx], self.y[idx]]
+
+
+@pytest.mark.parametrize(("row_bytes", "chunk_bytes"), [(1, 8), (None, 8), (4, 32), (3, 25)])
+def test_each_read_is_the_whole_batches_that_fit_in_chunk_bytes(row_bytes, chunk_bytes):
+    """A read takes chunk_bytes // row_bytes rows, rounded down to whole batches (a source without row_bytes: 1 byte a row)."""
+    ds = _CountedRows(40, row_bytes)
+    got = _epochs(TensorLoader(ds, batch_size=2, chunk_bytes=chunk_bytes, generator=torch.Generator()), 1)
+    assert ds.reads == [8] * 5, f"rows per read {ds.reads}, expected 8 ({chunk_bytes} bytes of {row_bytes or 1}-byte rows)"
+    assert_same_epochs(got, _epochs(DataLoader(ds, batch_size=2, generator=torch.Generator()), 1), context="counted rows")
+
+
 @pytest.mark.cuda
 @pytest.mark.parametrize("kw", [dict(batch_size=32, shuffle=True), dict(batch_size=None),
                                 dict(batch_sampler=[[0, 999, 3]]), dict(sampler=[3, 1], batch_size=None)],
