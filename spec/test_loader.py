@@ -1185,7 +1185,25 @@ def test_a_subset_is_an_index_map_not_a_copy():
     assert xb[2].tolist() == [-1.0, -1.0] and yb.tolist() == list(range(5, 15))
 
 
-def test_a_subset_index_out_of_range_is_refused_naming_it():
-    """A Subset whose indices leave its dataset is refused at construction, naming the index."""
-    with pytest.raises(IndexError, match="Subset index 20 out of range for its dataset of length 20"):
-        TensorLoader(torch.utils.data.Subset(IndexedDataset(20), [0, 20]), batch_size=2)
+@pytest.mark.parametrize(("indices", "bad"), [([0, 20], 20), ([-21, 3], -21), ([-20, 20], 20), ([-25, 30], -25)])
+def test_a_subset_index_out_of_range_is_refused_naming_it(indices, bad):
+    """A Subset whose indices leave its dataset is refused at construction, naming the index (the lowest if below -n)."""
+    with pytest.raises(IndexError, match=rf"^TensorLoader: Subset index {bad} out of range for its dataset of length 20$"):
+        TensorLoader(torch.utils.data.Subset(IndexedDataset(20), indices), batch_size=2)
+
+
+def test_subset_indices_from_minus_n_are_served_and_non_integers_refused():
+    """Subset index -n is row 0, as in DataLoader; indices that are not integers raise TypeError naming them."""
+    ds = torch.utils.data.Subset(IndexedDataset(20), [-20, 19, -1])
+    got = _epochs(TensorLoader(ds, batch_size=2, generator=torch.Generator()), 1)
+    assert_same_epochs(got, _epochs(DataLoader(ds, batch_size=2, generator=torch.Generator()), 1), context="index -n")
+    with pytest.raises(TypeError, match=r"^TensorLoader: Subset.indices must be integers, got \['a'\]$"):
+        TensorLoader(torch.utils.data.Subset(IndexedDataset(20), ["a"]), batch_size=2)
+
+
+@pytest.mark.parametrize("method", ["__getitems__", "__len__"])
+def test_a_subset_subclass_that_overrides_access_is_refused(method):
+    """A Subset subclass overriding __getitems__ or __len__ (torch refuses __getitem__ alone) would be bypassed: TypeError."""
+    cls = type("MySubset", (torch.utils.data.Subset,), {method: lambda self, *a: torch.utils.data.Subset.__len__(self)})
+    with pytest.raises(TypeError, match=r"^TensorLoader cannot serve dataset of type MySubset \(it overrides"):
+        TensorLoader(cls(IndexedDataset(20), [1, 2]), batch_size=2)

@@ -307,13 +307,22 @@ def test_a_file_truncated_after_construction_is_an_error_naming_it_and_the_rows(
 
 
 @pytest.mark.parametrize(("kwargs", "error", "match"), [
-    (dict(device="meta"), ValueError, r"device='meta'.*NpyDataset.*batch by batch on the CPU.*OnDevice"),
+    (dict(device="meta"), ValueError, r"^device='meta': TensorLoader reads NpyDataset batch by batch on the CPU and cannot "
+                                      r"move its data once; move each batch \(batchfeed\.transforms\.OnDevice\)$"),
     (dict(num_workers=2), TypeError, r"num_workers=2"),
     (dict(chunk_bytes=0), ValueError, r"chunk_bytes must be a positive integer"),
 ])
 def test_keywords_it_cannot_honour_for_files_are_refused_naming_them(tutorial_files, kwargs, error, match):
     with pytest.raises(error, match=match):
         TensorLoader(NpyDataset(*tutorial_files), batch_size=4, **kwargs)
+
+
+def test_device_cpu_is_where_files_are_read(tutorial_files):
+    """device='cpu' (or a torch.device of it) is accepted for files: the batches are the CPU loader's."""
+    expected = _epochs(TensorLoader(NpyDataset(*tutorial_files), batch_size=64, generator=torch.Generator()), 1)
+    for device in ("cpu", torch.device("cpu")):
+        got = _epochs(TensorLoader(NpyDataset(*tutorial_files), batch_size=64, device=device, generator=torch.Generator()), 1)
+        assert_same_epochs(got, expected, context=f"device={device!r}")
 
 
 @pytest.mark.parametrize("value", [-1, 1.5, True])
