@@ -1150,6 +1150,7 @@ def _split_cases():
     nested = torch.utils.data.Subset(train, [5, 0, 39, 12, 12, -1])
     return {"random_split-train": train, "random_split-val": val, "subset-of-a-subset": nested,
             "tensor-indices": torch.utils.data.Subset(base, torch.tensor([3, 1, 4, 1, 5, 9, 2, 6])),
+            "int16-tensor-indices": torch.utils.data.Subset(base, torch.tensor([3, 1, 4, -1, 5, 9, 2, 6], dtype=torch.int16)),
             "pair-dataset": torch.utils.data.Subset(PairDataset(base.X, base.y), range(10, 30)),
             "one-tensor": torch.utils.data.Subset(TensorDataset(base.X), range(0, 50, 3))}
 
