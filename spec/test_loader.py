@@ -753,6 +753,8 @@ def test_state_dict_resumes_exactly_after_a_json_round_trip(n, batch_size, drop_
     pytest.param(10, 3, 4, False, id="after-the-partial-last-batch"),
     pytest.param(9, 3, 3, False, id="after-the-full-last-batch"),
     pytest.param(10, 3, 1, True, id="users-sampler-on-the-same-generator"),
+    pytest.param(10, 3, 0, False, id="saved-before-the-first-batch"),
+    pytest.param(10, None, 4, False, id="unbatched"),
 ])
 def test_a_resumed_epoch_abandoned_before_its_first_batch_keeps_later_epochs(n, batch_size, k, own_sampler):
     """Loaded mid-epoch, then iter() abandoned before its first next(): the next epoch is still the uninterrupted run's.
@@ -788,6 +790,18 @@ def test_a_resumed_epoch_abandoned_before_its_first_batch_keeps_later_epochs(n, 
     iter(resumed)  # the rest of the saved epoch, abandoned
     got = labels(resumed)
     assert got == expected, f"after resuming at batch {k} and abandoning the rest: {got}, uninterrupted {expected}"
+
+
+@pytest.mark.parametrize("batch_size", [3, None], ids=["batched", "unbatched"])
+def test_an_epoch_abandoned_before_its_first_batch_draws_as_dataloaders_does(batch_size):
+    """iter() then a new iter(): the abandoned epoch drew only DataLoader's base seed (the permutation comes at the first next())."""
+    def labels(loader):
+        iter(loader)
+        return [b[1].tolist() for b in loader]
+
+    kw = dict(batch_size=batch_size, shuffle=True)
+    got = labels(TensorLoader(IndexedDataset(10), generator=torch.Generator().manual_seed(6), **kw))
+    assert got == labels(DataLoader(IndexedDataset(10), generator=torch.Generator().manual_seed(6), **kw))
 
 
 @pytest.mark.parametrize("batch_size", [3, None], ids=["batched", "unbatched"])
@@ -917,6 +931,20 @@ def test_state_dict_right_after_load_state_dict_is_the_loaded_state():
     resumed = TensorLoader(IndexedDataset(10), batch_size=3, shuffle=True, generator=torch.Generator())
     resumed.load_state_dict(state)
     assert json.loads(json.dumps(resumed.state_dict())) == state
+
+
+def test_a_state_saved_between_epochs_holds_no_position_and_the_generators_now():
+    """Before the first epoch and after one ends, state_dict() is out of an epoch: nothing yielded or drawn, no seed,
+    and the generators' current states (the loader's; the sampler's own, when distinct)."""
+    g, sg = torch.Generator().manual_seed(3), torch.Generator().manual_seed(4)
+    loader = TensorLoader(IndexedDataset(10), batch_size=3, sampler=RandomSampler(range(10), generator=sg), generator=g)
+    for _ in range(2):
+        state = loader.state_dict()
+        assert {k: state[k] for k in ("in_epoch", "batches_yielded", "perm_drawn", "epoch_seed")} == {
+            "in_epoch": False, "batches_yielded": 0, "perm_drawn": False, "epoch_seed": None}
+        assert state["generator_state"] == g.get_state().tolist()
+        assert state["sampler_generator_state"] == sg.get_state().tolist()
+        list(loader)
 
 
 def test_the_state_counts_the_epochs_started():
@@ -1122,7 +1150,9 @@ def _split_cases():
     nested = torch.utils.data.Subset(train, [5, 0, 39, 12, 12, -1])
     return {"random_split-train": train, "random_split-val": val, "subset-of-a-subset": nested,
             "tensor-indices": torch.utils.data.Subset(base, torch.tensor([3, 1, 4, 1, 5, 9, 2, 6])),
-            "pair-dataset": torch.utils.data.Subset(PairDataset(base.X, base.y), range(10, 30))}
+            "int16-tensor-indices": torch.utils.data.Subset(base, torch.tensor([3, 1, 4, -1, 5, 9, 2, 6], dtype=torch.int16)),
+            "pair-dataset": torch.utils.data.Subset(PairDataset(base.X, base.y), range(10, 30)),
+            "one-tensor": torch.utils.data.Subset(TensorDataset(base.X), range(0, 50, 3))}
 
 
 @pytest.mark.parametrize("name", sorted(_split_cases()))
@@ -1136,6 +1166,16 @@ def test_a_subset_is_served_with_dataloaders_batches(name, batch_size, shuffle, 
     assert_same_epochs(got, expected, context=f"{name}, {kw}")
 
 
+@pytest.mark.parametrize("name", sorted(_split_cases()))
+def test_a_subset_with_a_users_sampler_gives_dataloaders_batches(name):
+    """A Subset with a batch_sampler or a sampler (positions in the subset, a negative one too): DataLoader's batches."""
+    ds = _split_cases()[name]
+    for kw in (dict(batch_sampler=[[0, 3], [-1], [1, 0, 1]]), dict(sampler=[3, 0, 2], batch_size=2),
+               dict(sampler=[1, -2], batch_size=None)):
+        got = _epochs(TensorLoader(ds, generator=torch.Generator(), **kw), 1)
+        assert_same_epochs(got, _epochs(DataLoader(ds, generator=torch.Generator(), **kw), 1), context=f"{name}, {kw}")
+
+
 def test_a_subset_is_an_index_map_not_a_copy():
     """The loader keeps the base tensors (no copy of the subset's rows): a change to them shows in the next epoch, as with DataLoader."""
     base = IndexedDataset(20, 2)
@@ -1146,7 +1186,25 @@ def test_a_subset_is_an_index_map_not_a_copy():
     assert xb[2].tolist() == [-1.0, -1.0] and yb.tolist() == list(range(5, 15))
 
 
-def test_a_subset_index_out_of_range_is_refused_naming_it():
-    """A Subset whose indices leave its dataset is refused at construction, naming the index."""
-    with pytest.raises(IndexError, match="Subset index 20 out of range for its dataset of length 20"):
-        TensorLoader(torch.utils.data.Subset(IndexedDataset(20), [0, 20]), batch_size=2)
+@pytest.mark.parametrize(("indices", "bad"), [([0, 20], 20), ([-21, 3], -21), ([-20, 20], 20), ([-25, 30], -25)])
+def test_a_subset_index_out_of_range_is_refused_naming_it(indices, bad):
+    """A Subset whose indices leave its dataset is refused at construction, naming the index (the lowest if below -n)."""
+    with pytest.raises(IndexError, match=rf"^TensorLoader: Subset index {bad} out of range for its dataset of length 20$"):
+        TensorLoader(torch.utils.data.Subset(IndexedDataset(20), indices), batch_size=2)
+
+
+def test_subset_indices_from_minus_n_are_served_and_non_integers_refused():
+    """Subset index -n is row 0, as in DataLoader; indices that are not integers raise TypeError naming them."""
+    ds = torch.utils.data.Subset(IndexedDataset(20), [-20, 19, -1])
+    got = _epochs(TensorLoader(ds, batch_size=2, generator=torch.Generator()), 1)
+    assert_same_epochs(got, _epochs(DataLoader(ds, batch_size=2, generator=torch.Generator()), 1), context="index -n")
+    with pytest.raises(TypeError, match=r"^TensorLoader: Subset.indices must be integers, got \['a'\]$"):
+        TensorLoader(torch.utils.data.Subset(IndexedDataset(20), ["a"]), batch_size=2)
+
+
+@pytest.mark.parametrize("method", ["__getitems__", "__len__"])
+def test_a_subset_subclass_that_overrides_access_is_refused(method):
+    """A Subset subclass overriding __getitems__ or __len__ (torch refuses __getitem__ alone) would be bypassed: TypeError."""
+    cls = type("MySubset", (torch.utils.data.Subset,), {method: lambda self, *a: torch.utils.data.Subset.__len__(self)})
+    with pytest.raises(TypeError, match=r"^TensorLoader cannot serve dataset of type MySubset \(it overrides"):
+        TensorLoader(cls(IndexedDataset(20), [1, 2]), batch_size=2)

@@ -307,13 +307,22 @@ def test_a_file_truncated_after_construction_is_an_error_naming_it_and_the_rows(
 
 
 @pytest.mark.parametrize(("kwargs", "error", "match"), [
-    (dict(device="meta"), ValueError, r"device='meta'.*NpyDataset.*batch by batch on the CPU.*OnDevice"),
+    (dict(device="meta"), ValueError, r"^device='meta': TensorLoader reads NpyDataset batch by batch on the CPU and cannot "
+                                      r"move its data once; move each batch \(batchfeed\.transforms\.OnDevice\)$"),
     (dict(num_workers=2), TypeError, r"num_workers=2"),
     (dict(chunk_bytes=0), ValueError, r"chunk_bytes must be a positive integer"),
 ])
 def test_keywords_it_cannot_honour_for_files_are_refused_naming_them(tutorial_files, kwargs, error, match):
     with pytest.raises(error, match=match):
         TensorLoader(NpyDataset(*tutorial_files), batch_size=4, **kwargs)
+
+
+def test_device_cpu_is_where_files_are_read(tutorial_files):
+    """device='cpu' (or a torch.device of it) is accepted for files: the batches are the CPU loader's."""
+    expected = _epochs(TensorLoader(NpyDataset(*tutorial_files), batch_size=64, generator=torch.Generator()), 1)
+    for device in ("cpu", torch.device("cpu")):
+        got = _epochs(TensorLoader(NpyDataset(*tutorial_files), batch_size=64, device=device, generator=torch.Generator()), 1)
+        assert_same_epochs(got, expected, context=f"device={device!r}")
 
 
 @pytest.mark.parametrize("value", [-1, 1.5, True])
@@ -330,6 +339,49 @@ def test_close_releases_the_files_and_the_next_read_reopens_them(tutorial_files,
     assert ds._open is None
     again = ds.read_batch([3, 1])
     assert all(torch.equal(a, b) for a, b in zip(first, again))
+
+
+class _CountedRows(torch.utils.data.Dataset):
+    """A dataset that reads whole batches itself, recording each read's size; ``row_bytes`` as given (None: no such attribute)."""
+
+    def __init__(self, n: int, row_bytes: int | None) -> None:
+        self.X, self.y, self.reads = torch.arange(n, dtype=torch.float32)[:, None], torch.arange(n), []
+        if row_bytes is not None:
+            self.row_bytes = row_bytes
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def __getitem__(self, i):
+        return self.X[i], self.y[i]
+
+    def read_batch(self, indices):
+        idx = torch.as_tensor(indices)
+        self.reads.append(len(idx))
+        return [self.X[idx], self.y[idx]]
+
+
+@pytest.mark.parametrize(("row_bytes", "chunk_bytes"), [(1, 8), (None, 8), (4, 32), (3, 25)])
+def test_each_read_is_the_whole_batches_that_fit_in_chunk_bytes(row_bytes, chunk_bytes):
+    """A read takes chunk_bytes // row_bytes rows, rounded down to whole batches (a source without row_bytes: 1 byte a row)."""
+    ds = _CountedRows(40, row_bytes)
+    got = _epochs(TensorLoader(ds, batch_size=2, chunk_bytes=chunk_bytes, generator=torch.Generator()), 1)
+    assert ds.reads == [8] * 5, f"rows per read {ds.reads}, expected 8 ({chunk_bytes} bytes of {row_bytes or 1}-byte rows)"
+    assert_same_epochs(got, _epochs(DataLoader(ds, batch_size=2, generator=torch.Generator()), 1), context="counted rows")
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("kw", [dict(batch_size=32, shuffle=True), dict(batch_size=None),
+                                dict(batch_sampler=[[0, 999, 3]]), dict(sampler=[3, 1], batch_size=None)],
+                         ids=["batched", "unbatched", "batch_sampler", "unbatched-sampler"])
+def test_pin_memory_pins_every_batch_read(tutorial_files, kw):
+    """pin_memory=True with CUDA present: every batch read from the files is in pinned memory, with the unpinned values."""
+    def make(**pin):
+        return TensorLoader(NpyDataset(*tutorial_files), generator=torch.Generator().manual_seed(0), **pin, **kw)
+
+    batches = _epochs(make(pin_memory=True), 1)
+    assert all(t.is_pinned() for b in batches[0] for t in b)
+    assert_same_epochs(batches, _epochs(make(), 1), context=f"pin_memory=True, {kw}")
 
 
 def test_repr_names_the_source(tutorial_files):

@@ -374,7 +374,17 @@ def test_track_full_loss_records_the_full_data_loss_after_every_update(method):
     assert len(h.update_full_losses) == h.total_steps == 2 * len(batches)
     assert h.update_full_losses[len(batches) - 1] == pytest.approx(h.epoch_loss[1], rel=1e-6), "the epoch's last update"
     untracked = train_minibatch(make_model(3, 2, 2), batches, X, y, epochs=1, lr=0.5)
-    assert untracked.update_full_losses == []
+    assert untracked.update_full_losses == [] == train_full_batch(make_model(3, 2, 2), X, y, epochs=1).update_full_losses
+
+
+def test_track_full_loss_uses_the_given_loss_fn():
+    """With loss_fn=..., the full-data loss after every update is that loss: after an epoch's last update, its epoch_loss."""
+    X, y = make_seed_data(48, 3, 3)
+    loss_fn = nn.CrossEntropyLoss(label_smoothing=0.4)
+    h = train_minibatch(make_model(3, 2, 3), _batches(X, y, 16), X, y, epochs=2, lr=0.5, loss_fn=loss_fn,
+                        track_full_loss=True)
+    assert h.update_full_losses[2::3] == pytest.approx(h.epoch_loss[1:], rel=1e-6)
+    assert h.update_full_losses[-1] != pytest.approx(evaluate(make_model(3, 2, 3), X, y)[0], rel=1e-3)
 
 
 # --- the one training loop: budgets, hooks, a clean stop ------------------------------------------
@@ -385,10 +395,12 @@ def _tiny():
 
 
 @pytest.mark.parametrize(("budget", "steps", "stopped"), [
-    (Budget(steps=7), 7, "steps"), (Budget(samples=20), 3, "samples"), (Budget(steps=100), 15, None),
+    (Budget(steps=7), 7, "steps"), (Budget(samples=20), 3, "samples"), (Budget(samples=60), 8, "samples"),
+    (Budget(steps=100), 15, None),
 ])
 def test_a_budget_stops_training_after_the_step_that_spends_it(budget, steps, stopped):
-    """Budget(steps) stops after exactly that many updates, Budget(samples) after the update that reaches it; otherwise the epochs run out."""
+    """Budget(steps) stops after exactly that many updates, Budget(samples) after the update that reaches it (counted over
+    all epochs); otherwise the epochs run out."""
     from batchfeed.training import train
 
     X, y, batches = _tiny()
@@ -399,7 +411,8 @@ def test_a_budget_stops_training_after_the_step_that_spends_it(budget, steps, st
 
 
 def test_hooks_see_every_step_and_epoch_and_stop_cleanly():
-    """before_epoch runs before each epoch, on_step after each update with its numbers; Stop ends training after that step."""
+    """before_epoch runs before each epoch, on_step after each update with its numbers; a callable gives epoch e's batches;
+    Stop ends training after that step."""
     from batchfeed.training import Stop, train
 
     X, y, batches = _tiny()
@@ -411,19 +424,21 @@ def test_hooks_see_every_step_and_epoch_and_stop_cleanly():
         if info.global_step == 8:
             raise Stop
 
-    h = train(make_model(3, 2, 1), lambda e: batches[: 4 if e == 2 else 5], epochs=5, on_step=on_step,
+    h = train(make_model(3, 2, 1), lambda e: batches[: 2 if e == 2 else 5], epochs=5, on_step=on_step,
               before_epoch=epochs.append)
-    assert seen == [(1, s, s, 8) for s in range(1, 6)] + [(2, s, 5 + s, 8) for s in range(1, 4)]
-    assert epochs == [1, 2] and h.stopped == "hook" and h.steps_per_epoch == [5, 3]
+    assert seen == [(1, s, s, 8) for s in range(1, 6)] + [(2, 1, 6, 8), (2, 2, 7, 8), (3, 1, 8, 8)]
+    assert epochs == [1, 2, 3] and h.stopped == "hook" and h.steps_per_epoch == [5, 2, 1]
     assert h.epoch_loss == [], "no eval_data: nothing evaluated"
 
 
-def test_train_needs_epochs_or_a_budget():
-    """Without epochs or a budget training would never end: refused, naming both."""
+def test_train_needs_epochs_or_a_budget_and_eval_data_to_track():
+    """Without epochs or a budget training would never end: refused, naming both; track_full_loss without eval_data too."""
     from batchfeed.training import train
 
-    with pytest.raises(ValueError, match="epochs, a budget"):
+    with pytest.raises(ValueError, match=r"^train needs epochs, a budget, or both$"):
         train(make_model(), [])
+    with pytest.raises(ValueError, match=r"^track_full_loss needs eval_data, the data whose loss it records$"):
+        train(make_model(), [], epochs=1, track_full_loss=True)
 
 
 # --- full_batch_gradient (its accuracy and memory: test_memory.py) ----------------------------------
@@ -471,3 +486,139 @@ def test_full_batch_gradient_says_why_it_cannot_weight(loss, batches, match):
     """A per-sample loss or a loader with no samples raises ValueError saying which."""
     with pytest.raises(ValueError, match=match):
         full_batch_gradient(make_model(3, 2), loss, batches)
+
+
+# --- the loop's clock, budgets and hooks, step by step ----------------------------------------------
+
+class _Clock:
+    """Stands in for batchfeed.training's ``time``: perf_counter moves only when ``tick`` says."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def perf_counter(self) -> float:
+        return self.now
+
+    def tick(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def _timed_run(monkeypatch, **kwargs):
+    """train() on 2 batches an epoch, each taking 1 s to produce; hooks and evaluations take 100-100000 s."""
+    import batchfeed.training as training
+
+    clock = _Clock()
+    monkeypatch.setattr(training, "time", clock)
+    X, y, batches = _tiny()
+
+    def batches_of(epoch):
+        for b in batches[:2]:
+            clock.tick(1.0)
+            yield b
+
+    def loss_fn(out, target):
+        if not torch.is_grad_enabled():  # evaluate() runs under no_grad
+            clock.tick(1000.0)
+        return nn.functional.cross_entropy(out, target)
+
+    return training.train(make_model(3, 2, 1), batches_of, eval_data=(X, y), loss_fn=loss_fn,
+                          on_step=lambda info: clock.tick(100.0), on_epoch=lambda h: clock.tick(10000.0),
+                          before_epoch=lambda e: clock.tick(100000.0), **kwargs)
+
+
+def test_epoch_time_leaves_out_hooks_and_evaluations(monkeypatch):
+    """epoch_time counts producing the batches and updating, not the hooks nor the evaluations (track_full_loss's included)."""
+    h = _timed_run(monkeypatch, epochs=3, track_full_loss=True)
+    assert h.epoch_time == [2.0, 4.0, 6.0] and h.wall_time == 6.0
+    assert len(h.update_full_losses) == 6 and h.stopped is None
+
+
+@pytest.mark.parametrize(("seconds", "steps"), [(2.0, 2), (2.5, 3), (3.0, 3)])
+def test_a_seconds_budget_counts_training_time_only(monkeypatch, seconds, steps):
+    """Budget(seconds) stops after the update at which the training time (hooks and evaluations left out) reaches it."""
+    h = _timed_run(monkeypatch, budget=Budget(seconds=seconds))
+    assert h.total_steps == steps and h.stopped == "seconds" and h.epoch_time[-1] == float(steps)
+    assert len(h.epoch_loss) == h.epochs + 1
+
+
+@pytest.mark.parametrize(("budget", "why"), [
+    (Budget(steps=3, samples=3, seconds=3.0), "steps"), (Budget(samples=3, seconds=3.0), "samples"),
+    (Budget(seconds=3.0), "seconds"), (Budget(steps=4, samples=4, seconds=4.0), None), (Budget(), None),
+])
+def test_budget_reached_names_the_first_limit_spent(budget, why):
+    """Budget.reached(steps, samples, seconds): the first of steps, samples, seconds at or over its limit, else None."""
+    assert budget.reached(3, 3, 3.0) == why
+    assert Budget(steps=0).reached(0, 0, 0.0) == "steps" and Budget(seconds=1.0).reached(9, 9, 0.5) is None
+
+
+def test_update_is_one_checked_tutorial_step():
+    """update(): forward, loss, zero_grad, backward, step; returns the detached loss; a non-finite loss raises before the step."""
+    from batchfeed.training import update
+
+    X, y = make_seed_data(20, 3, seed=18)
+    model, expected = make_model(seed=18), make_model(seed=18)
+    loss = update(model, torch.optim.SGD(model.parameters(), lr=0.3), nn.CrossEntropyLoss(), X, y)
+    assert loss.item() == pytest.approx(_tutorial_loop(expected, [(X, y)], epochs=1, lr=0.3)[0]) and not loss.requires_grad
+    assert_same_weights(model, expected, context="one update")
+    bad = X.clone()
+    bad[0, 0] = float("nan")
+    with pytest.raises(DivergenceError, match="^loss=nan$"):
+        update(model, torch.optim.SGD(model.parameters(), lr=0.3), nn.CrossEntropyLoss(), bad, y)
+    assert_same_weights(model, expected, context="no step on a non-finite loss")
+    unchecked = update(model, torch.optim.SGD(model.parameters(), lr=0.3), nn.CrossEntropyLoss(), bad, y, check_finite=False)
+    assert math.isnan(unchecked.item()) and torch.isnan(model[0].weight).all()
+
+
+def test_check_finite_false_trains_through_a_non_finite_loss():
+    """train(check_finite=False) takes the step on a NaN loss and records it; without eval_data nothing else checks."""
+    from batchfeed.training import train
+
+    X, y, batches = _tiny()
+    bad = batches[1][0].clone()
+    bad[0, 0] = float("nan")
+    h = train(make_model(3, 2, 1), [batches[0], (bad, batches[1][1]), batches[2]], epochs=1, check_finite=False)
+    assert h.steps_per_epoch == [3] and math.isfinite(h.update_losses[0]) and math.isnan(h.update_losses[1])
+
+
+def test_without_epochs_training_runs_until_the_budget_is_spent():
+    """epochs=None: epoch after epoch until the budget stops it; an epoch with no batch then raises, as it would never end."""
+    from batchfeed.training import train
+
+    X, y, batches = _tiny()
+    assert train(make_model(3, 2, 1), batches, budget=Budget(steps=12)).steps_per_epoch == [5, 5, 2]
+    h = train(make_model(3, 2, 1), batches[:1], budget=Budget(samples=25))
+    assert h.steps_per_epoch == [1, 1, 1, 1] and h.stopped == "samples"
+    with pytest.raises(ValueError, match=r"^epoch 1 gave no batch: training until the budget is spent would never end$"):
+        train(make_model(3, 2, 1), [], budget=Budget(steps=1))
+    h = train(make_model(3, 2, 1), [], epochs=2, budget=Budget(steps=1))
+    assert h.steps_per_epoch == [0, 0] and h.stopped is None
+
+
+def test_on_epoch_can_stop_training_and_is_not_called_after_a_stop():
+    """on_epoch raising Stop ends training after that epoch (evaluated, stopped="hook"); after a budget's stop it is not called."""
+    from batchfeed.training import Stop, train
+
+    X, y, batches = _tiny()
+    calls = []
+
+    def on_epoch(h):
+        calls.append(h.epochs)
+        if h.epochs == 2:
+            raise Stop
+
+    h = train(make_model(3, 2, 1), batches, epochs=5, eval_data=(X, y), on_epoch=on_epoch)
+    assert calls == [1, 2] and h.stopped == "hook" and h.steps_per_epoch == [5, 5] and len(h.epoch_loss) == 3
+    calls.clear()
+    h = train(make_model(3, 2, 1), batches, epochs=5, budget=Budget(steps=7), on_epoch=lambda h: calls.append(h.epochs))
+    assert calls == [1] and h.stopped == "steps" and h.steps_per_epoch == [5, 2]
+
+
+def test_train_defaults_are_the_tutorials_minibatch_loop():
+    """train() without optimizer, lr, loss_fn or method: SGD(lr=0.1) on cross-entropy, recorded as "mini-batch"."""
+    from batchfeed.training import train
+
+    X, y, batches = _tiny()
+    h = train(got := make_model(3, 2, 1), batches, epochs=2)
+    losses = _tutorial_loop(expected := make_model(3, 2, 1), batches, epochs=2, lr=0.1)
+    assert h.method == "mini-batch" and h.update_losses == pytest.approx(losses, rel=1e-6) and h.stopped is None
+    assert_same_weights(got, expected, context="train() defaults vs the tutorial's loop")

@@ -49,8 +49,11 @@ TARGETS: dict[str, dict] = {
     # the three measurements that take 3-13 s each and assert little of the loader (a
     # training run in a subprocess, the shuffling claim's 30 trainings, the C13 throughput)
     # and one test mutmut itself breaks.
-    "loader": {"tests": ["spec/test_loader.py", "spec/conformance/"],
+    # spec/test_out_of_core.py: TensorLoader serving a dataset that reads whole batches (NpyDataset).
+    "loader": {"tests": ["spec/test_loader.py", "spec/conformance/", "spec/test_out_of_core.py"],
                "args": ["--loader=batchfeed:TensorLoader",
+                        # what TensorLoader declares unsupported (map-style datasets, workers): those tests skip
+                        "--loader-deviations=spec/loaders/batchfeed-tensorloader.txt",
                         "--deselect=spec/conformance/test_resume.py::test_training_continued_in_a_new_process_ends_bit_identical",
                         "--deselect=spec/conformance/test_shuffling.py::test_claim_shuffling_prevents_learning_order_patterns",
                         "--deselect=spec/test_loader.py::test_claim_feeds_sequentially_and_efficiently",
