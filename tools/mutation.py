@@ -50,7 +50,10 @@ TARGETS: dict[str, dict] = {
     # training run in a subprocess, the shuffling claim's 30 trainings, the C13 throughput)
     # and one test mutmut itself breaks.
     # spec/test_out_of_core.py: TensorLoader serving a dataset that reads whole batches (NpyDataset).
-    "loader": {"tests": ["spec/test_loader.py", "spec/conformance/", "spec/test_out_of_core.py"],
+    # spec/test_prefetch.py: reading ahead (loader/prefetch.py); spec/test_block_shuffle.py: a
+    # user's sampler through TensorLoader, resumed.
+    "loader": {"tests": ["spec/test_loader.py", "spec/conformance/", "spec/test_out_of_core.py",
+                         "spec/test_prefetch.py", "spec/test_block_shuffle.py"],
                "args": ["--loader=batchfeed:TensorLoader",
                         # what TensorLoader declares unsupported (map-style datasets, workers): those tests skip
                         "--loader-deviations=spec/loaders/batchfeed-tensorloader.txt",
@@ -61,7 +64,9 @@ TARGETS: dict[str, dict] = {
                         "--deselect=spec/test_loader.py::test_pin_memory_warnings_point_at_the_line_that_iterates"]},
     "datasets": {"tests": ["spec/test_dataset.py"], "args": []},
     # full_batch_gradient is specified in test_memory.py, beside the memory claims (slow, left out).
+    # spec/test_accumulate.py: train(accumulate_epoch=True).
     "training": {"tests": ["spec/test_training.py", "spec/test_updates.py", "spec/test_convergence.py",
+                           "spec/test_accumulate.py",
                            *(f"spec/test_memory.py::{t}" for t in (
                                "test_accumulated_gradient_equals_the_full_batch_gradient",
                                "test_naive_averaging_of_microbatch_gradients_is_wrong_with_an_uneven_last_batch",
