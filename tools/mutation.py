@@ -61,7 +61,14 @@ TARGETS: dict[str, dict] = {
                         "--deselect=spec/conformance/test_shuffling.py::test_claim_shuffling_prevents_learning_order_patterns",
                         "--deselect=spec/test_loader.py::test_claim_feeds_sequentially_and_efficiently",
                         # mutmut's trampolines add stack frames: a warning's stacklevel cannot be checked
-                        "--deselect=spec/test_loader.py::test_pin_memory_warnings_point_at_the_line_that_iterates"]},
+                        "--deselect=spec/test_loader.py::test_pin_memory_warnings_point_at_the_line_that_iterates",
+                        # segfaults under mutmut's stats collection (reader threads through the
+                        # trampolines), never outside it; the same machine without reading ahead
+                        # runs in the conformance suite
+                        "--deselect=spec/test_prefetch.py::test_resume_state_machine_while_reading_ahead",
+                        # a fresh interpreter on the mutated tree without mutmut's harness fails to start
+                        "--deselect=spec/test_prefetch.py::test_the_interpreter_exits_cleanly_while_a_read_runs_in_a_torch_operator",
+                        "--deselect=spec/test_prefetch.py::test_the_program_exits_cleanly_right_after_reading_ahead"]},
     "datasets": {"tests": ["spec/test_dataset.py"], "args": []},
     # full_batch_gradient is specified in test_memory.py, beside the memory claims (slow, left out).
     # spec/test_accumulate.py: train(accumulate_epoch=True).
