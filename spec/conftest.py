@@ -2,6 +2,7 @@
 ``batchfeed conform`` runs): hypothesis profiles, one torch thread, the markers, the global-RNG
 guard, and the end-of-run check of the verdicts against the docs."""
 
+import faulthandler
 import os
 import random
 import zlib
@@ -66,6 +67,23 @@ def _same(name: str, before, after) -> bool:
     if name == "numpy":
         return np.array_equal(before, after)
     return before == after
+
+
+#: Seconds a test may run (setup, call, teardown) before the process ends with every thread's
+#: traceback; unset or 0: no limit. The mutation tool sets it so that a mutant that deadlocks
+#: reader threads is caught in seconds, not after mutmut's timeout of minutes.
+HANG_SECONDS = float(os.environ.get("BATCHFEED_HANG_SECONDS") or 0)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem):
+    if HANG_SECONDS > 0:
+        faulthandler.dump_traceback_later(HANG_SECONDS, exit=True)
+    try:
+        return (yield)
+    finally:
+        if HANG_SECONDS > 0:
+            faulthandler.cancel_dump_traceback_later()
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)

@@ -44,6 +44,10 @@ TARGET_SCORE = 0.90
 PROFILE = "meta"
 
 #: module -> the spec files that specify it, and extra pytest arguments for them.
+#: Seconds one test may take under mutation before it counts as hung (spec/conftest.py): the
+#: slowest selected test takes about 3 s alone, 10 s with two mutmut workers at load 5.
+HANG_SECONDS = 30
+
 TARGETS: dict[str, dict] = {
     # TensorLoader: its own tests, and the loader conformance spec run against it; without
     # the three measurements that take 3-13 s each and assert little of the loader (a
@@ -248,7 +252,9 @@ def run_module(module: str, args: argparse.Namespace) -> bool:
                 else:
                     shutil.copy2(src, dst)
         env = {**os.environ, "HYPOTHESIS_PROFILE": os.environ.get("HYPOTHESIS_PROFILE", PROFILE),
-               "OMP_NUM_THREADS": "1", "BATCHFEED_TEST_THREADS": "1"}
+               "OMP_NUM_THREADS": "1", "BATCHFEED_TEST_THREADS": "1",
+               # a test that runs this long has hung (a deadlocked reader thread): end it, killed
+               "BATCHFEED_HANG_SECONDS": os.environ.get("BATCHFEED_HANG_SECONDS", str(HANG_SECONDS))}
         env.pop("PYTHONPATH", None)  # mutmut puts the mutated src/ first on sys.path itself
         mutmut = shutil.which("mutmut") or sys.exit("mutmut not found: pip install mutmut==3.8.1")
         names = [m for m in args.mutant if m.startswith(f"batchfeed.{module}.")]
