@@ -78,7 +78,7 @@ HANG_SECONDS = float(os.environ.get("BATCHFEED_HANG_SECONDS") or 0)
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_protocol(item: pytest.Item, nextitem):
     if HANG_SECONDS > 0:
-        faulthandler.dump_traceback_later(HANG_SECONDS, exit=True)
+        faulthandler.dump_traceback_later(HANG_SECONDS, exit=True, file=2)  # fd 2: sys.stderr may be a capture stream
     try:
         return (yield)
     finally:
