@@ -443,3 +443,84 @@ def test_reading_ahead_holds_at_most_prefetch_plus_readers_minus_one_reads_more(
     extra = ahead.rss_increase - base.rss_increase
     bound = (prefetch + readers - 1) * chunk + (readers - 1) * chunk
     assert 2 * chunk <= extra <= bound + (2 << 20), f"prefetch={prefetch} readers={readers} held {extra / chunk:.1f} MiB more"
+
+
+# --- the reader threads themselves (mutation survivors: thread count, daemon, lingering) ---------
+
+class GatedSource(CountingSource):
+    """Reads wait for ``gate``; ``waiting`` counts the reads blocked on it."""
+
+    def __init__(self, n: int) -> None:
+        super().__init__(n)
+        self.gate, self.waiting = threading.Event(), threading.Semaphore(0)
+
+    def read_batch(self, indices):
+        self.waiting.release()
+        assert self.gate.wait(30), "the gate was never opened"
+        return super().read_batch(indices)
+
+
+@pytest.mark.parametrize("readers", [1, 2, 3])
+def test_exactly_readers_daemon_threads_read_at_once(readers):
+    """With more reads wanted than readers, exactly ``readers`` threads run them (never more, never
+    fewer), and they are daemon threads: a stuck read never keeps the program alive."""
+    src = GatedSource(200)
+    loader = TensorLoader(src, batch_size=10, chunk_bytes=1, prefetch=8, readers=readers, generator=torch.Generator())
+    it = iter(loader)
+    taker = threading.Thread(target=next, args=(it,), daemon=True)
+    taker.start()
+    for _ in range(readers):  # every reader is blocked in a read
+        assert src.waiting.acquire(timeout=10), "fewer reads started than readers"
+    assert not src.waiting.acquire(timeout=0.3), "more reads ran at once than readers"
+    threads = _reader_threads()
+    assert len(threads) == readers and all(t.daemon for t in threads), [(t.name, t.daemon) for t in threads]
+    src.gate.set()
+    taker.join(10)
+    it._ahead.close()
+    _assert_no_reader_threads()
+
+
+def test_idle_reader_threads_stop_by_themselves_and_start_again_when_needed():
+    """An epoch paused longer than LINGER (its iterator kept, nothing closed) holds no thread; taken
+    up again it starts readers and yields the rest, the same batches as without reading ahead."""
+    from batchfeed.loader.prefetch import LINGER
+
+    src = CountingSource(200)
+    loader = TensorLoader(src, batch_size=10, chunk_bytes=1, prefetch=2, readers=2, generator=torch.Generator())
+    it = iter(loader)
+    got = [next(it)[1]]
+    deadline = threading.Event()
+    for _ in range(50):  # the reads ahead finish, then the threads linger out
+        if not _reader_threads():
+            break
+        deadline.wait(LINGER)
+    assert not _reader_threads(), "idle reader threads did not stop by themselves"
+    rest = []
+    taker = threading.Thread(target=lambda: rest.extend(b[1] for b in it), daemon=True)
+    taker.start()
+    taker.join(20)
+    assert not taker.is_alive(), "the epoch hung after its threads had lingered out"
+    assert torch.equal(torch.cat(got + rest), torch.arange(200))
+
+
+def test_a_failing_batch_sampler_raises_its_error_after_the_epoch_is_taken_up_again():
+    """The batch sampler raises while being drawn ahead; another epoch starts (the first's reads are
+    dropped), then the first goes on: its batches, then the sampler's own exception, not another."""
+
+    class Broken:
+        def __iter__(self):
+            yield from ([0, 1], [2, 3])
+            raise LookupError("sampler broke at batch 2")
+
+        def __len__(self):
+            return 3
+
+    src = CountingSource(10)
+    loader = TensorLoader(src, batch_sampler=Broken(), prefetch=3, generator=torch.Generator())
+    first = iter(loader)
+    assert next(first)[1].tolist() == [0, 1]
+    second = iter(loader)
+    assert next(second)[1].tolist() == [0, 1]
+    assert next(first)[1].tolist() == [2, 3]
+    with pytest.raises(LookupError, match="sampler broke at batch 2"):
+        next(first)
