@@ -62,3 +62,28 @@ def test_a_diverged_or_stopped_epoch_takes_no_step():
     hist = train(model, [(X, y)], epochs=1, accumulate_epoch=True, on_step=stop)
     assert hist.stopped == "hook" and hist.steps_per_epoch == [0]
     assert all(torch.equal(a, b) for a, b in zip(model.parameters(), before))
+
+
+def test_a_loss_function_without_a_reduction_attribute_is_taken_as_a_mean():
+    """A plain function loss (``F.cross_entropy``, no ``reduction`` attribute) averages, as
+    ``nn.CrossEntropyLoss()`` does: the accumulated epoch is still full-batch GD's step."""
+    import torch.nn.functional as F
+
+    X, y = _data(23, 4)
+    full, acc = make_model(3, 2, 4).double(), make_model(3, 2, 4).double()
+    train_full_batch(full, X, y, epochs=2, lr=0.5, loss_fn=F.cross_entropy)
+    train(acc, TensorLoader((X, y), batch_size=5, generator=torch.Generator()), epochs=2, lr=0.5, loss_fn=F.cross_entropy, accumulate_epoch=True)
+    for a, b in zip(acc.parameters(), full.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+
+
+def test_accumulate_refuses_a_non_finite_loss_by_default_and_check_finite_false_lets_it_through():
+    from batchfeed.training import accumulate
+
+    X, y = _data(6, 2)
+    X[0, 0] = float("nan")
+    with pytest.raises(DivergenceError, match=r"^loss=nan$"):
+        accumulate(make_model(3, 2, 0).double(), torch.nn.CrossEntropyLoss(), X, y)
+    model = make_model(3, 2, 0).double()
+    h = train(model, TensorLoader((X, y), batch_size=3, generator=torch.Generator()), epochs=1, accumulate_epoch=True, check_finite=False)
+    assert h.steps_per_epoch == [1] and not torch.isfinite(torch.tensor(h.update_losses)).all()
