@@ -1208,3 +1208,24 @@ def test_a_subset_subclass_that_overrides_access_is_refused(method):
     cls = type("MySubset", (torch.utils.data.Subset,), {method: lambda self, *a: torch.utils.data.Subset.__len__(self)})
     with pytest.raises(TypeError, match=r"^TensorLoader cannot serve dataset of type MySubset \(it overrides"):
         TensorLoader(cls(IndexedDataset(20), [1, 2]), batch_size=2)
+
+
+@pytest.mark.parametrize("indices", [torch.tensor([3, 1], dtype=torch.uint8), torch.tensor([True, False]),
+                                     [1.5, 2.0], torch.tensor([0.0, 2.0]), [True, False]],
+                         ids=["uint8", "bool", "float-list", "float-tensor", "bool-list"])
+def test_subset_indices_that_are_not_row_numbers_are_refused_naming_the_dtype(indices):
+    """DataLoader indexes the base dataset with each index: bool/uint8 act as masks (other samples
+    than the numbers say), floats fail. TensorLoader refuses them all up front, naming the dtype,
+    rather than casting them to rows."""
+    ds = TensorDataset(torch.arange(8.0).reshape(4, 2), torch.arange(4))
+    with pytest.raises(TypeError, match=r"^TensorLoader: Subset.indices must be integers, got torch\.(uint8|bool|float\d*) "):
+        TensorLoader(torch.utils.data.Subset(ds, indices), batch_size=2, generator=torch.Generator())
+
+
+@pytest.mark.parametrize("indices", [[], torch.tensor([], dtype=torch.int64), np.array([2, 0], dtype=np.int32),
+                                     [torch.tensor(3), torch.tensor(1)]], ids=["empty", "empty-tensor", "int32", "0-d"])
+def test_subset_integer_indices_of_any_kind_are_served_as_dataloader_serves_them(indices):
+    ds = TensorDataset(torch.arange(8.0).reshape(4, 2), torch.arange(4))
+    sub = torch.utils.data.Subset(ds, indices)
+    got = [b[1].tolist() for b in TensorLoader(sub, batch_size=2, generator=torch.Generator())]
+    assert got == [b[1].tolist() for b in DataLoader(sub, batch_size=2, generator=torch.Generator())]

@@ -59,6 +59,20 @@ def _length(storage: tuple[torch.Tensor, ...] | Any) -> int:
     return int(storage[0].shape[0]) if isinstance(storage, tuple) else len(storage)
 
 
+def _subset_rows(indices: Any) -> torch.Tensor:
+    """A Subset's indices as int64 rows. Refused, naming the dtype: floats (DataLoader's indexing
+    refuses them; a cast would truncate them silently) and bool/uint8 (indexing reads those as masks,
+    so DataLoader would yield other samples than the rows they number)."""
+    try:
+        t = indices.cpu() if isinstance(indices, torch.Tensor) else torch.as_tensor(list(indices))
+    except (TypeError, ValueError, RuntimeError) as exc:
+        raise TypeError(f"TensorLoader: Subset.indices must be integers, got {indices!r}") from exc
+    if t.numel() and (t.dtype in (torch.bool, torch.uint8) or t.is_floating_point() or t.is_complex()):
+        raise TypeError(f"TensorLoader: Subset.indices must be integers, got {t.dtype} indices {indices!r} "
+                        "(bool and uint8 index as masks; convert row numbers with .long())")
+    return t.to(torch.int64).reshape(-1)
+
+
 def _served(dataset: Any) -> tuple[tuple[torch.Tensor, ...] | Any, torch.Tensor | None]:
     """``(storage, rows)``: the tensors behind ``dataset`` (or the batch-reading dataset, see
     :func:`is_batch_source`) and, for a ``Subset`` (``random_split``'s parts, nested or not), the
@@ -71,11 +85,7 @@ def _served(dataset: Any) -> tuple[tuple[torch.Tensor, ...] | Any, torch.Tensor 
     if isinstance(dataset, Subset) and all(_same_method(cls, Subset, m) for m in ("__getitem__", "__getitems__", "__len__")):
         tensors, inner = _served(dataset.dataset)
         n = _length(tensors) if inner is None else int(inner.numel())
-        try:
-            rows = torch.as_tensor(list(dataset.indices) if not isinstance(dataset.indices, torch.Tensor)
-                                   else dataset.indices.cpu(), dtype=torch.int64).reshape(-1)
-        except (TypeError, ValueError, RuntimeError) as exc:
-            raise TypeError(f"TensorLoader: Subset.indices must be integers, got {dataset.indices!r}") from exc
+        rows = _subset_rows(dataset.indices)
         if rows.numel() and (int(rows.min()) < -n or int(rows.max()) >= n):
             bad = int(rows.min()) if int(rows.min()) < -n else int(rows.max())
             raise IndexError(f"TensorLoader: Subset index {bad} out of range for its dataset of length {n}")
