@@ -1218,12 +1218,17 @@ def test_subset_indices_that_are_not_row_numbers_are_refused_naming_the_dtype(in
     than the numbers say), floats fail. TensorLoader refuses them all up front, naming the dtype,
     rather than casting them to rows."""
     ds = TensorDataset(torch.arange(8.0).reshape(4, 2), torch.arange(4))
-    with pytest.raises(TypeError, match=r"^TensorLoader: Subset.indices must be integers, got torch\.(uint8|bool|float\d*) "):
+    dtype = (indices if isinstance(indices, torch.Tensor) else torch.as_tensor(indices)).dtype
+    message = (f"TensorLoader: Subset.indices must be integers, got {dtype} indices {indices!r} "
+               "(bool and uint8 index as masks; convert row numbers with .long())")
+    with pytest.raises(TypeError) as info:
         TensorLoader(torch.utils.data.Subset(ds, indices), batch_size=2, generator=torch.Generator())
+    assert str(info.value) == message
 
 
 @pytest.mark.parametrize("indices", [[], torch.tensor([], dtype=torch.int64), np.array([2, 0], dtype=np.int32),
-                                     [torch.tensor(3), torch.tensor(1)]], ids=["empty", "empty-tensor", "int32", "0-d"])
+                                     [torch.tensor(3), torch.tensor(1)], torch.tensor([3, 0, 2], dtype=torch.int16)],
+                         ids=["empty", "empty-tensor", "int32", "0-d", "int16-tensor"])
 def test_subset_integer_indices_of_any_kind_are_served_as_dataloader_serves_them(indices):
     ds = TensorDataset(torch.arange(8.0).reshape(4, 2), torch.arange(4))
     sub = torch.utils.data.Subset(ds, indices)
