@@ -81,8 +81,8 @@ def _stop_all_at_exit() -> None:
     again); one whose read returns later, during finalization, can still abort the exit.
     """
     pools = list(_POOLS)
-    for pool in pools:
-        pool.stop()
+    for pool in pools:  # reads not started are not started now: one could run into finalization
+        pool.abandon()
     deadline = time.monotonic() + EXIT_WAIT
     for pool in pools:
         for thread in list(pool.threads):
@@ -120,6 +120,17 @@ class _Readers:
         """Every thread stops once the read it is running (if any) is done; queued reads must be cancelled first."""
         for _ in range(self._max):
             self._queue.put(None)
+
+    def abandon(self) -> None:
+        """Cancel the reads still queued (a thread skips a cancelled read), then :meth:`stop`."""
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if item is not None:
+                item[0].cancel()
+        self.stop()
 
     def _work(self) -> None:
         while True:
