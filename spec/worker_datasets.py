@@ -248,3 +248,24 @@ class SlowAt(Dataset):
         if i == self.slow:
             time.sleep(self.seconds)
         return i
+
+
+class RangeStream(torch.utils.data.IterableDataset):
+    """An iterable-style dataset of ``n`` samples ``i`` (int64 tensors), in order.
+
+    With ``shard=True`` each worker yields only the samples ``i`` with ``i % num_workers ==
+    id`` (the sharding torch's IterableDataset docs show); without, every worker yields all.
+    ``sized``: whether it has ``__len__`` (``n``).
+    """
+
+    def __init__(self, n: int, shard: bool = False) -> None:
+        self.n, self.shard = n, shard
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __iter__(self):
+        info = get_worker_info()
+        if self.shard and info is not None:
+            return (torch.tensor(i) for i in range(info.id, self.n, info.num_workers))
+        return (torch.tensor(i) for i in range(self.n))

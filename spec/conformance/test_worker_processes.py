@@ -119,18 +119,20 @@ def test_multiprocessing_context_gives_the_same_batches(make_loader, context):
         pytest.skip("no fork start method on this platform")
     ctx = "fork" if context == "fork" else multiprocessing.get_context("fork")
     ds = IndexedDataset(21)
-    expected = [y.tolist() for _, y in make_loader(ds, batch_size=4, shuffle=True, generator=_gen(6))]
-    got = [y.tolist() for _, y in make_loader(ds, batch_size=4, shuffle=True, generator=_gen(6), num_workers=2,
+    expected = [y.tolist() for _, y in make_loader(ds, batch_size=4, generator=_gen(6))]
+    got = [y.tolist() for _, y in make_loader(ds, batch_size=4, generator=_gen(6), num_workers=2,
                                               multiprocessing_context=ctx)]
     assert got == expected, f"multiprocessing_context={context}: {got}, but num_workers=0 gave {expected}"
 
 
 @pytest.mark.parametrize("prefetch_factor", [1, 4])
 def test_prefetch_factor_keeps_the_batches(make_loader, prefetch_factor):
-    """Any prefetch_factor yields the batches of num_workers=0, in order (it sets how far ahead workers load, not what)."""
+    """Any prefetch_factor yields the batches of num_workers=0, in order (it sets how far ahead workers load, not what).
+
+    In dataset order: whether workers keep a shuffled order is test_workers.py's question."""
     ds = IndexedDataset(30)
-    expected = [y.tolist() for _, y in make_loader(ds, batch_size=4, shuffle=True, generator=_gen(8))]
-    got = [y.tolist() for _, y in make_loader(ds, batch_size=4, shuffle=True, generator=_gen(8), num_workers=2,
+    expected = [y.tolist() for _, y in make_loader(ds, batch_size=4, generator=_gen(8))]
+    got = [y.tolist() for _, y in make_loader(ds, batch_size=4, generator=_gen(8), num_workers=2,
                                               prefetch_factor=prefetch_factor)]
     assert got == expected, f"prefetch_factor={prefetch_factor}: {got}, but num_workers=0 gave {expected}"
 
