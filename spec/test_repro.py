@@ -84,6 +84,13 @@ def workers_change_order(peer, ref):
     assert peer[0] != peer[1], f"the peer gave the same first batch with 0 and 2 workers: {peer}"
 
 
+def other_permutation(peer, ref):
+    (order, draw), (ref_order, ref_draw) = peer, ref
+    assert _permutation(order, 10) and _permutation(ref_order, 10), f"not permutations of 0..9: {peer}, {ref}"
+    assert order != ref_order, f"the peer shuffled as torch's DataLoader does from the same generator: {order}"
+    assert draw != ref_draw, "the generator ended where torch's DataLoader leaves it"
+
+
 def later_epochs_differ(resumed, uninterrupted):
     assert all(_permutation(e, 23) for e in resumed + uninterrupted), "every epoch is still a permutation of 0..22"
     diff = [e for e, (a, b) in enumerate(zip(resumed, uninterrupted), 1) if a != b]
@@ -123,6 +130,8 @@ CASES = [
     ("lightning/ddp_refuses_plain_batch_sampler", "batchfeed.adapters:fabric_ddp_world1", None, plain_batch_sampler_refused),
     ("webdataset/no_len", "batchfeed.adapters:webdataset_webloader", None, no_len),
     ("torchdata/workers_change_order", "torchdata.stateful_dataloader:StatefulDataLoader", None, workers_change_order),
+    ("torchdata/other_permutation_than_dataloader", "torchdata.stateful_dataloader:StatefulDataLoader", None,
+     other_permutation),
     ("torchdata/shared_generator_resume", "torchdata.stateful_dataloader:StatefulDataLoader", None, later_epochs_differ),
     ("torchdata/own_sampler_not_restored", "torchdata.stateful_dataloader:StatefulDataLoader", None,
      resumed_epoch_not_a_permutation),
