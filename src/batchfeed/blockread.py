@@ -30,6 +30,7 @@ from typing import Any
 import torch
 from torch.utils.data import Subset
 
+from .argtypes import OneLineParser, non_negative_int, output_file, positive_int
 from .experiments.blocks import BLOCK_SIZES, EXPERIMENTS, block_convergence
 from .loader import TensorLoader
 from .machine import storage_name
@@ -129,19 +130,25 @@ def format_reads(rows: dict[str, Measurement], backends: Sequence[str], modes: S
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m batchfeed.blockread", description=__doc__.split("\n\n")[0])
-    p.add_argument("--n", type=int, default=400_000, help="rows of the files (default 400,000)")
-    p.add_argument("--features", type=int, default=64)
-    p.add_argument("--batch-size", type=int, default=256)
-    p.add_argument("--blocks", type=int, nargs="+", default=list(BLOCK_SIZES))
-    p.add_argument("--buffer", type=int, default=None, help="shuffle buffer (default: one block)")
-    p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--cache", nargs="+", choices=["cold", "warm"], default=["cold", "warm"])
-    p.add_argument("--dir", default=None, help="where to write the files (default: a temporary folder)")
-    p.add_argument("--seeds", type=int, default=10, help="seeds of the convergence experiments (0: skip them)")
-    p.add_argument("--conv-n", type=int, nargs="+", default=[1000, 16384], help="N of the convergence experiments")
-    p.add_argument("--experiments", nargs="+", choices=list(EXPERIMENTS), default=list(EXPERIMENTS))
-    p.add_argument("--json", default=None, help="also write everything to this JSON file")
+    p = OneLineParser(prog="python -m batchfeed.blockread", description=__doc__.split("\n\n")[0])
+    p.add_argument("--n", type=positive_int, default=400_000, help="rows of the files (default 400,000)")
+    p.add_argument("--features", type=positive_int, default=64, help="features per row (default 64)")
+    p.add_argument("--batch-size", type=positive_int, default=256, help="batch size (default 256)")
+    p.add_argument("--blocks", type=positive_int, nargs="+", default=list(BLOCK_SIZES),
+                   help=f"block sizes in rows (default {' '.join(map(str, BLOCK_SIZES))}; 1 is the full shuffle)")
+    p.add_argument("--buffer", type=positive_int, default=None, help="shuffle buffer (default: one block)")
+    p.add_argument("--repeats", type=positive_int, default=3, help="timed epochs per rival (default 3); best is reported")
+    p.add_argument("--cache", nargs="+", choices=["cold", "warm"], default=["cold", "warm"],
+                   help="page cache before each timed epoch (default: cold and warm)")
+    p.add_argument("--dir", default=None, help="where to write the files, created if missing (default: a temporary "
+                                                 "folder, removed after)")
+    p.add_argument("--seeds", type=non_negative_int, default=10,
+                   help="seeds of the convergence experiments (default 10; 0: skip them)")
+    p.add_argument("--conv-n", type=positive_int, nargs="+", default=[1000, 16384],
+                   help="N of the convergence experiments (default 1000 16384)")
+    p.add_argument("--experiments", nargs="+", choices=list(EXPERIMENTS), default=list(EXPERIMENTS),
+                   help="which convergence experiments (default all)")
+    p.add_argument("--json", type=output_file, default=None, help="also write everything to this JSON file")
     return p
 
 

@@ -13,9 +13,10 @@ One epoch of batches is fed by each *rival* on the same data and batch size:
   bytes every loader must move, at the measured copy bandwidth).
 
 :func:`measure_epochs` times them side by side (rounds interleaved, so drift hits every
-rival alike) and returns :class:`Measurement` rows; :func:`format_table` prints the ratio
-table; :func:`check_targets` compares the ratios with issue 5's targets. The benchmarks in
-spec/bench, the C13 claim test and ``batchfeed bench`` (:func:`main`) all call these.
+rival alike) and returns :class:`Measurement` rows; the same with the tutorial's training
+loop fed three ways (:data:`TRAINING_RIVALS`). The benchmarks in spec/bench, the C13 claim
+test and ``batchfeed bench`` all call these; the ratio table is printed by
+:mod:`batchfeed.bench`, the targets are checked by :mod:`batchfeed.targets`.
 
 Absolute times on a shared machine are noise; ratios measured in the same run are the
 result. On CUDA every timed epoch ends with ``torch.cuda.synchronize``.
@@ -346,7 +347,9 @@ def measure_epochs(
     return out
 
 
-if __name__ == "__main__":  # python -m batchfeed.throughput: the same as batchfeed bench
-    from .bench import main
+if __name__ == "__main__":  # the command this module once was; importing bench here made an import circle
+    import sys
 
-    raise SystemExit(main(prog="python -m batchfeed.throughput"))
+    sys.stderr.write("python -m batchfeed.throughput: error: this module measures, the command is "
+                     "`batchfeed bench` (or `python -m batchfeed bench`), with the same options\n")
+    raise SystemExit(2)
