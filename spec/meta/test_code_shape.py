@@ -136,7 +136,6 @@ KNOWN_CROSSINGS = {
     "batchfeed.loader.iterator:19 batchfeed.loader.draws _advance_like_randperm",
     "batchfeed.loader.iterator:19 batchfeed.loader.draws _is_cpu",
     "batchfeed.loader.iterator:19 batchfeed.loader.draws _state_of",
-    "batchfeed.training:20 batchfeed.model _model_device",
     "batchfeed.transforms:29 batchfeed.sources._common apply_transform",
     "batchfeed.transforms:29 batchfeed.sources._common check_index",
     "batchfeed.transforms:29 batchfeed.sources._common sample_generator",
