@@ -126,8 +126,6 @@ def _imports(name: str) -> list[tuple[int, str, str | None]]:
 
 #: Today's crossings and circles (issue 22), removed one by one; the list may only shrink.
 KNOWN_CROSSINGS = {
-    "batchfeed.gather:13 batchfeed.throughput _generator",
-    "batchfeed.gather:13 batchfeed.throughput _sync",
     "batchfeed.loader.core:21 batchfeed.loader.draws _restore",
     "batchfeed.loader.core:21 batchfeed.loader.draws _state_of",
     "batchfeed.loader.core:24 batchfeed.loader.served _USE_DATALOADER",

@@ -47,6 +47,8 @@ __all__ = [
     "epoch_function",
     "make_data",
     "measure_epochs",
+    "seeded_generator",
+    "synchronize",
     "training_epoch_function",
 ]
 
@@ -109,7 +111,8 @@ def device_name(device: str | torch.device = "cpu") -> str:
     return f"{model}, {threads} torch thread{'s' if threads != 1 else ''}"
 
 
-def _sync(device: torch.device) -> None:
+def synchronize(device: torch.device) -> None:
+    """Wait for ``device``'s queued work (CUDA); nothing to wait for on the CPU. Ends every timed epoch."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 
@@ -171,8 +174,8 @@ def _permute_slice(data: BenchData, generator: torch.Generator) -> Callable[[int
     return batches
 
 
-def _generator(device: torch.device, seed: int) -> torch.Generator:
-    # The permutation is drawn where the data lives (airbench's way on a GPU).
+def seeded_generator(device: torch.device, seed: int) -> torch.Generator:
+    """A generator seeded ``seed`` where the data lives: on CUDA there (airbench's way), else the CPU."""
     return torch.Generator(device=device if device.type == "cuda" else "cpu").manual_seed(seed)
 
 
@@ -197,18 +200,18 @@ def epoch_function(rival: str, data: BenchData, batch_size: int, *, seed: int = 
         def copy_epoch() -> int:
             dst_x.copy_(data.Xd)
             dst_y.copy_(data.yd)
-            _sync(dev)
+            synchronize(dev)
             return data.n
         return copy_epoch
 
     if rival == "permute_slice":
-        bound = _permute_slice(data, _generator(dev, seed))
+        bound = _permute_slice(data, seeded_generator(dev, seed))
 
         def slice_epoch() -> int:
             fed = 0
             for _xb, yb in bound(batch_size):
                 fed += yb.shape[0]
-            _sync(dev)
+            synchronize(dev)
             return fed
         return slice_epoch
 
@@ -222,7 +225,7 @@ def epoch_function(rival: str, data: BenchData, batch_size: int, *, seed: int = 
             if to_device:
                 xb, yb = xb.to(dev, non_blocking=True), yb.to(dev, non_blocking=True)
             fed += yb.shape[0]
-        _sync(dev)
+        synchronize(dev)
         return fed
     return loader_epoch
 
@@ -240,7 +243,7 @@ def training_epoch_function(rival: str, data: BenchData, batch_size: int = 32, *
     model = make_model(data.features, 2, seed).to(dev)
     optimizer = torch.optim.SGD(model.parameters(), lr=lr)
     if rival == "permute_slice":
-        bound = _permute_slice(data, _generator(dev, seed))
+        bound = _permute_slice(data, seeded_generator(dev, seed))
 
         def batches(_epoch: int) -> Iterable:
             return bound(batch_size)
