@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import platform
 import shutil
 import sys
@@ -19,6 +18,7 @@ import torch
 
 from .argtypes import OneLineParser, device, directory, output_file, positive_float, positive_int
 from .gather import gather_profile
+from .machine import load_average as _loadavg
 from .machine import progress_bar, storage_name
 from .targets import NOISE_MARGIN, check_failures, check_targets, disturbed
 from .outofcore import OOC_RIVALS, make_files, measure_files, read_profile
@@ -164,13 +164,6 @@ def build_parser(prog: str = "batchfeed bench") -> argparse.ArgumentParser:
     p.add_argument("--json", type=output_file, metavar="PATH", default=None, help="also write every measurement to PATH as JSON")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     return p
-
-
-def _loadavg() -> str:
-    try:
-        return " ".join(f"{x:.2f}" for x in os.getloadavg())
-    except OSError:
-        return "unknown"
 
 
 def _defaults(args: argparse.Namespace) -> argparse.Namespace:

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import platform
 import shutil
 import sys
@@ -33,7 +32,7 @@ from torch.utils.data import Subset
 from .argtypes import OneLineParser, non_negative_int, output_file, positive_int
 from .experiments.blocks import BLOCK_SIZES, EXPERIMENTS, block_convergence
 from .loader import TensorLoader
-from .machine import storage_name
+from .machine import load_average, storage_name
 from .outofcore import OocFiles, make_files, measure_files
 from .samplers import BlockShuffleSampler
 from .sources import NpyDataset
@@ -152,10 +151,6 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _loadavg() -> str:
-    return " ".join(f"{x:.2f}" for x in os.getloadavg())
-
-
 def _reads(args: argparse.Namespace, out: Any) -> list[Measurement]:
     folder = Path(args.dir) if args.dir else Path(tempfile.mkdtemp(prefix="batchfeed-blocks-"))
     folder.mkdir(parents=True, exist_ok=True)
@@ -181,7 +176,7 @@ def main(argv: Sequence[str] | None = None, out: Any = None) -> int:
     torch.set_num_threads(1)
     print(f"python -m batchfeed.blockread {' '.join(argv if argv is not None else sys.argv[1:])}: torch "
           f"{torch.__version__}, {device_name('cpu')}, Python {platform.python_version()}, "
-          f"load average at start {_loadavg()}", file=out, flush=True)
+          f"load average at start {load_average()}", file=out, flush=True)
     rows = _reads(args, out) if args.cache else []
     tables = []
     for n in args.conv_n if args.seeds else []:
@@ -189,7 +184,7 @@ def main(argv: Sequence[str] | None = None, out: Any = None) -> int:
                                   experiments=args.experiments)
         print(table.format(), file=out, flush=True)
         tables.append(table.to_dict())
-    print(f"load average at end {_loadavg()}", file=out)
+    print(f"load average at end {load_average()}", file=out)
     if args.json:
         with open(args.json, "w") as fh:
             json.dump({"argv": list(argv if argv is not None else sys.argv[1:]), "reads": [m.to_dict() for m in rows],
