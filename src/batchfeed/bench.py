@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import platform
 import shutil
 import sys
@@ -19,6 +18,7 @@ import torch
 
 from .argtypes import OneLineParser, device, directory, output_file, positive_float, positive_int
 from .gather import gather_profile
+from .machine import load_average as _loadavg
 from .machine import progress_bar, storage_name
 from .targets import NOISE_MARGIN, check_failures, check_targets, disturbed
 from .outofcore import OOC_RIVALS, make_files, measure_files, read_profile
@@ -154,8 +154,8 @@ def build_parser(prog: str = "batchfeed bench") -> argparse.ArgumentParser:
                    help=f"torch intra-op threads while measuring, restored afterwards (default {DEFAULT_THREADS}: "
                         "on a shared 2-core machine torch's own 2 threads made the training loop wait on busy "
                         "cores and printed impossible ratios; pass the core count to measure threading)")
-    p.add_argument("--check", action="store_true",
-                   help=f"exit 1 if a target ratio is missed by more than the noise margin ({NOISE_MARGIN:.0%}) "
+    p.add_argument("--check", action="store_true",  # "%%": argparse %-formats help (a bare % broke --help)
+                   help=f"exit 1 if a target ratio is missed by more than the noise margin ({NOISE_MARGIN * 100:.0f}%%) "
                         "or the run was disturbed")
     p.add_argument("--profile", action="store_true",
                    help="also print where the bandwidth goes for each F: memcpy vs chunked copy vs sequential and "
@@ -164,13 +164,6 @@ def build_parser(prog: str = "batchfeed bench") -> argparse.ArgumentParser:
     p.add_argument("--json", type=output_file, metavar="PATH", default=None, help="also write every measurement to PATH as JSON")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     return p
-
-
-def _loadavg() -> str:
-    try:
-        return " ".join(f"{x:.2f}" for x in os.getloadavg())
-    except OSError:
-        return "unknown"
 
 
 def _defaults(args: argparse.Namespace) -> argparse.Namespace:
@@ -328,6 +321,9 @@ def main(argv: Sequence[str] | None = None, prog: str = "batchfeed bench") -> in
         parser.error(wrong)
     if args.scale is not None and not args.out_of_core:
         parser.error("argument --scale: only with --out-of-core (an epoch read from .npy files)")
+    if args.scale is not None and args.check:
+        parser.error("argument --check: not with --scale (the scale run has no target ratio to check; "
+                     "--check applies to the ratio tables of bench and bench --out-of-core)")
     rows = run(args)
     if not args.check:
         return 0

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import platform
 import shutil
 import sys
@@ -30,9 +29,10 @@ from typing import Any
 import torch
 from torch.utils.data import Subset
 
+from .argtypes import OneLineParser, non_negative_int, output_file, positive_int
 from .experiments.blocks import BLOCK_SIZES, EXPERIMENTS, block_convergence
 from .loader import TensorLoader
-from .machine import storage_name
+from .machine import load_average, storage_name
 from .outofcore import OocFiles, make_files, measure_files
 from .samplers import BlockShuffleSampler
 from .sources import NpyDataset
@@ -129,24 +129,26 @@ def format_reads(rows: dict[str, Measurement], backends: Sequence[str], modes: S
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m batchfeed.blockread", description=__doc__.split("\n\n")[0])
-    p.add_argument("--n", type=int, default=400_000, help="rows of the files (default 400,000)")
-    p.add_argument("--features", type=int, default=64)
-    p.add_argument("--batch-size", type=int, default=256)
-    p.add_argument("--blocks", type=int, nargs="+", default=list(BLOCK_SIZES))
-    p.add_argument("--buffer", type=int, default=None, help="shuffle buffer (default: one block)")
-    p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--cache", nargs="+", choices=["cold", "warm"], default=["cold", "warm"])
-    p.add_argument("--dir", default=None, help="where to write the files (default: a temporary folder)")
-    p.add_argument("--seeds", type=int, default=10, help="seeds of the convergence experiments (0: skip them)")
-    p.add_argument("--conv-n", type=int, nargs="+", default=[1000, 16384], help="N of the convergence experiments")
-    p.add_argument("--experiments", nargs="+", choices=list(EXPERIMENTS), default=list(EXPERIMENTS))
-    p.add_argument("--json", default=None, help="also write everything to this JSON file")
+    p = OneLineParser(prog="python -m batchfeed.blockread", description=__doc__.split("\n\n")[0])
+    p.add_argument("--n", type=positive_int, default=400_000, help="rows of the files (default 400,000)")
+    p.add_argument("--features", type=positive_int, default=64, help="features per row (default 64)")
+    p.add_argument("--batch-size", type=positive_int, default=256, help="batch size (default 256)")
+    p.add_argument("--blocks", type=positive_int, nargs="+", default=list(BLOCK_SIZES),
+                   help=f"block sizes in rows (default {' '.join(map(str, BLOCK_SIZES))}; 1 is the full shuffle)")
+    p.add_argument("--buffer", type=positive_int, default=None, help="shuffle buffer (default: one block)")
+    p.add_argument("--repeats", type=positive_int, default=3, help="timed epochs per rival (default 3); best is reported")
+    p.add_argument("--cache", nargs="+", choices=["cold", "warm"], default=["cold", "warm"],
+                   help="page cache before each timed epoch (default: cold and warm)")
+    p.add_argument("--dir", default=None, help="where to write the files, created if missing (default: a temporary "
+                                                 "folder, removed after)")
+    p.add_argument("--seeds", type=non_negative_int, default=10,
+                   help="seeds of the convergence experiments (default 10; 0: skip them)")
+    p.add_argument("--conv-n", type=positive_int, nargs="+", default=[1000, 16384],
+                   help="N of the convergence experiments (default 1000 16384)")
+    p.add_argument("--experiments", nargs="+", choices=list(EXPERIMENTS), default=list(EXPERIMENTS),
+                   help="which convergence experiments (default all)")
+    p.add_argument("--json", type=output_file, default=None, help="also write everything to this JSON file")
     return p
-
-
-def _loadavg() -> str:
-    return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
 def _reads(args: argparse.Namespace, out: Any) -> list[Measurement]:
@@ -174,7 +176,7 @@ def main(argv: Sequence[str] | None = None, out: Any = None) -> int:
     torch.set_num_threads(1)
     print(f"python -m batchfeed.blockread {' '.join(argv if argv is not None else sys.argv[1:])}: torch "
           f"{torch.__version__}, {device_name('cpu')}, Python {platform.python_version()}, "
-          f"load average at start {_loadavg()}", file=out, flush=True)
+          f"load average at start {load_average()}", file=out, flush=True)
     rows = _reads(args, out) if args.cache else []
     tables = []
     for n in args.conv_n if args.seeds else []:
@@ -182,7 +184,7 @@ def main(argv: Sequence[str] | None = None, out: Any = None) -> int:
                                   experiments=args.experiments)
         print(table.format(), file=out, flush=True)
         tables.append(table.to_dict())
-    print(f"load average at end {_loadavg()}", file=out)
+    print(f"load average at end {load_average()}", file=out)
     if args.json:
         with open(args.json, "w") as fh:
             json.dump({"argv": list(argv if argv is not None else sys.argv[1:]), "reads": [m.to_dict() for m in rows],

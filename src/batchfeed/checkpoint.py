@@ -17,7 +17,6 @@ Command line (one process stops, another continues)::
 
 from __future__ import annotations
 
-import argparse
 import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
@@ -28,6 +27,7 @@ import torch
 from torch import nn
 
 from ._checks import check_positive_float, check_positive_int
+from .argtypes import OneLineParser, non_negative_int, positive_float, positive_int
 from .datasets import PairDataset
 from .setup import build
 from .training import Budget, StepInfo, Stop
@@ -182,15 +182,15 @@ def train(
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m batchfeed.checkpoint``: train, optionally stop at a step, or continue a checkpoint."""
-    p = argparse.ArgumentParser(prog="python -m batchfeed.checkpoint", description=__doc__.split("\n\n")[0])
+    p = OneLineParser(prog="python -m batchfeed.checkpoint", description=__doc__.split("\n\n")[0])
     d = RunConfig()
-    p.add_argument("--n", type=int, default=d.n, help="samples (default %(default)s)")
-    p.add_argument("--features", type=int, default=d.features)
-    p.add_argument("--batch-size", type=int, default=d.batch_size)
-    p.add_argument("--lr", type=float, default=d.lr)
+    p.add_argument("--n", type=positive_int, default=d.n, help="samples (default %(default)s)")
+    p.add_argument("--features", type=positive_int, default=d.features)
+    p.add_argument("--batch-size", type=positive_int, default=d.batch_size)
+    p.add_argument("--lr", type=positive_float, default=d.lr)
     p.add_argument("--momentum", type=float, default=d.momentum)
-    p.add_argument("--seed", type=int, default=d.seed)
-    p.add_argument("--steps", type=int, default=d.steps, help="optimizer steps in all (default %(default)s)")
+    p.add_argument("--seed", type=non_negative_int, default=d.seed)
+    p.add_argument("--steps", type=positive_int, default=d.steps, help="optimizer steps in all (default %(default)s)")
     p.add_argument("--loader", choices=LOADERS, default=d.loader)
     p.add_argument("--stop-at", type=int, default=None, help="write --checkpoint after this many steps and exit")
     p.add_argument("--checkpoint", type=Path, default=None, help="checkpoint file written at --stop-at")

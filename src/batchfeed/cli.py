@@ -33,7 +33,7 @@ DEFAULT_BATCH_SIZES = (1, 8, 32, 128, 1000)
 DEFAULT_THREADS = 1
 
 
-def _build_parser() -> argparse.ArgumentParser:
+def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(prog="batchfeed", description="Full-batch vs mini-batch gradient descent, measured.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
     c = sub.add_parser("compare", help="the tutorial's experiment: full-batch vs mini-batch GD, per epoch",
@@ -155,7 +155,7 @@ def _write_outputs(sub: argparse.ArgumentParser, args: argparse.Namespace, run: 
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = _build_parser()
+    parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["bench"]:
         from . import bench

@@ -19,7 +19,6 @@ the reference: ``python -m batchfeed.distributed --steps 50 --out single.pt``.
 
 from __future__ import annotations
 
-import argparse
 import gc
 import os
 import time
@@ -34,6 +33,7 @@ from torch.utils.data import DataLoader
 from torch.utils.data.distributed import DistributedSampler
 
 from ._checks import check_positive_float, check_positive_int
+from .argtypes import OneLineParser, non_negative_int, positive_float, positive_int
 from .datasets import PairDataset
 from .setup import build
 from .training import Budget, train
@@ -104,19 +104,19 @@ def train_ddp(config: DDPConfig) -> dict[str, torch.Tensor]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``torchrun --nproc-per-node R -m batchfeed.distributed``; without torchrun, single-process."""
-    p = argparse.ArgumentParser(prog="torchrun --standalone --nproc-per-node R -m batchfeed.distributed",
+    p = OneLineParser(prog="torchrun --standalone --nproc-per-node R -m batchfeed.distributed",
                                 description="The tutorial's model trained with DDP (gloo, CPU), or in one process "
                                             "without torchrun; both take the same global batches.")
     d = DDPConfig()
     # Not "--n": torchrun's own parser sees every option after the module name and stops
     # with "ambiguous option: --n could match --nnodes, --nproc-per-node, ...".
-    p.add_argument("--samples", type=int, default=d.n, help="samples, N (default %(default)s)")
-    p.add_argument("--features", type=int, default=d.features, help="features per sample (default %(default)s)")
-    p.add_argument("--batch-size", type=int, default=d.batch_size,
+    p.add_argument("--samples", type=positive_int, default=d.n, help="samples, N (default %(default)s)")
+    p.add_argument("--features", type=positive_int, default=d.features, help="features per sample (default %(default)s)")
+    p.add_argument("--batch-size", type=positive_int, default=d.batch_size,
                    help="global batch size, split evenly over the ranks (default %(default)s)")
-    p.add_argument("--steps", type=int, default=d.steps, help="optimizer steps (default %(default)s)")
-    p.add_argument("--lr", type=float, default=d.lr, help="SGD learning rate (default %(default)s)")
-    p.add_argument("--seed", type=int, default=d.seed, help="data, weights and shuffling seed (default %(default)s)")
+    p.add_argument("--steps", type=positive_int, default=d.steps, help="optimizer steps (default %(default)s)")
+    p.add_argument("--lr", type=positive_float, default=d.lr, help="SGD learning rate (default %(default)s)")
+    p.add_argument("--seed", type=non_negative_int, default=d.seed, help="data, weights and shuffling seed (default %(default)s)")
     p.add_argument("--backend", default="gloo", help="torch.distributed backend (default %(default)s)")
     p.add_argument("--out", type=Path, default=None, help="rank 0 writes the final state_dict here (torch.save)")
     a = p.parse_args(argv)

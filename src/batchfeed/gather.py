@@ -9,8 +9,7 @@ from collections.abc import Callable
 
 import torch
 
-
-from .throughput import BenchData, _generator, _sync
+from .throughput import BenchData, seeded_generator, synchronize
 
 
 def gather_profile(data: BenchData, *, chunk_bytes: int = 8 << 20, repeats: int = 3) -> dict[str, float]:
@@ -32,7 +31,7 @@ def gather_profile(data: BenchData, *, chunk_bytes: int = 8 << 20, repeats: int 
     rows = max(1, chunk_bytes // row)
     stop = n - n % rows if n >= rows else n
     rows = min(rows, n)
-    perm = torch.randperm(n, generator=_generator(data.device, 0), device=data.device)
+    perm = torch.randperm(n, generator=seeded_generator(data.device, 0), device=data.device)
     seq = torch.arange(n, device=data.device)
     dst, buf = torch.empty_like(X), torch.empty((rows, *X.shape[1:]), dtype=X.dtype, device=X.device)
 
@@ -64,7 +63,7 @@ def gather_profile(data: BenchData, *, chunk_bytes: int = 8 << 20, repeats: int 
         for name, (fn, _rows) in variants.items():
             t0 = time.perf_counter()
             fn()
-            _sync(data.device)
+            synchronize(data.device)
             if r:
                 best[name] = min(best[name], time.perf_counter() - t0)
     return {name: rows_moved * row / best[name] / 1e9 for name, (_fn, rows_moved) in variants.items()}

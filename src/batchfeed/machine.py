@@ -1,6 +1,6 @@
-"""What a measurement ran on, and how it shows progress: one CPU-name reader, one storage
-describer (out-of-core benchmarks) and one progress bar for the commands (``batchfeed compare``,
-``batchfeed bench``)."""
+"""What a measurement ran on, and how it shows progress: one CPU-name reader, one load-average
+reader, one storage describer (out-of-core benchmarks) and one progress bar for the commands
+(``batchfeed compare``, ``batchfeed bench``)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-__all__ = ["cpu_name", "progress_bar", "storage_name"]
+__all__ = ["cpu_name", "load_average", "progress_bar", "storage_name"]
 
 
 def cpu_name() -> str:
@@ -22,6 +22,15 @@ def cpu_name() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine() or "unknown CPU"
+
+
+def load_average() -> str:
+    """The 1, 5 and 15 minute load averages as ``"0.52 0.61 0.70"`` (``"unknown"`` where the OS has none):
+    how busy the cores a measurement shared were."""
+    try:
+        return " ".join(f"{x:.2f}" for x in os.getloadavg())
+    except OSError:
+        return "unknown"
 
 
 def _read(path: Path) -> str | None:

@@ -1,4 +1,5 @@
-"""Peak memory of a piece of work, measured in a fresh subprocess; the memory experiments.
+"""Peak memory of a piece of work, measured in a fresh subprocess, and the one reader of
+``/proc/self/status`` (:func:`proc_status`).
 
 :func:`peak_memory` runs ``fn(*args, **kwargs)`` in a new Python process and returns its
 peak resident set size (``VmHWM`` from ``/proc/self/status``, which counts every page the
@@ -15,9 +16,9 @@ pressure), nor address space merely reserved. Running out of it raises ``MemoryE
 the call (torch's ``can't allocate memory`` RuntimeError counts as one), which is reported
 in ``PeakMemory.error``, not raised. Linux only for the budget and per-call reset.
 
-The workloads (:func:`full_batch_step`, :func:`minibatch_epoch`,
-:func:`accumulated_gradient`) and experiments (:func:`memory_scaling`,
-:func:`budget_experiment`) are what spec/test_memory.py and the claims ledger use.
+The memory workloads and experiments measured with it (full-batch step, mini-batch epoch,
+accumulated gradient; slopes over N, the budget) are in :mod:`batchfeed.experiments.scaling`;
+the out-of-core epoch under a budget in :mod:`batchfeed.outofcore_scale`.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ __all__ = [
     "PeakMemory",
     "peak_memory",
     "peak_memory_series",
+    "proc_status",
 ]
 
 
@@ -92,13 +94,22 @@ class Job:
 
 # --- the subprocess ---------------------------------------------------------------------
 
-def _status(key: str) -> int | None:
+_STATUS_FIELD = re.compile(r"^(\w+):\s+(\d+) kB$", re.M)
+
+
+def proc_status(*keys: str) -> dict[str, int]:
+    """Fields of ``/proc/self/status`` in bytes (``VmHWM``, ``VmRSS``, ``VmData``, ``RssAnon``, ...):
+    those of ``keys`` the kernel reports; none where there is no such file (not Linux)."""
     try:
         text = Path("/proc/self/status").read_text()
     except OSError:
-        return None
-    m = re.search(rf"^{key}:\s+(\d+) kB", text, re.M)
-    return int(m.group(1)) * 1024 if m else None
+        return {}
+    found = dict(_STATUS_FIELD.findall(text))
+    return {k: int(found[k]) * 1024 for k in keys if k in found}
+
+
+def _status(key: str) -> int | None:
+    return proc_status(key).get(key)
 
 
 def _peak_rss() -> int:

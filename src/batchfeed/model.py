@@ -11,7 +11,7 @@ from torch import nn
 
 from ._checks import check_positive_int
 
-__all__ = ["evaluate", "make_model"]
+__all__ = ["evaluate", "full_batch_gradient", "make_model", "model_device"]
 
 
 def make_model(features: int = 3, classes: int = 2, seed: int = 0) -> nn.Sequential:
@@ -49,7 +49,8 @@ def evaluate(model: nn.Module, X: torch.Tensor, y: torch.Tensor, loss_fn: Callab
     return loss, acc
 
 
-def _model_device(model: nn.Module) -> torch.device:
+def model_device(model: nn.Module) -> torch.device:
+    """Where ``model``'s first parameter is (the CPU for a model without parameters): where training puts its batches."""
     p = next(model.parameters(), None)
     return p.device if p is not None else torch.device("cpu")
 
@@ -77,7 +78,7 @@ def full_batch_gradient(model: nn.Module, loss_fn: Callable, loader: Iterable) -
     params = [p for p in model.parameters() if p.requires_grad]
     for p in params:
         p.grad = None
-    dev = _model_device(model)
+    dev = model_device(model)
     n = 0
     for xb, yb in loader:
         xb, yb = xb.to(dev), yb.to(dev)

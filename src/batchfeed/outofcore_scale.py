@@ -27,7 +27,6 @@ from __future__ import annotations
 import itertools
 import math
 import os
-import re
 import shutil
 import threading
 from dataclasses import asdict, dataclass
@@ -35,18 +34,23 @@ from pathlib import Path
 from typing import Any
 
 from ._checks import check_positive_int
+from .measure import proc_status
 
 __all__ = ["METHODS", "POLL_SECONDS", "ScaleRun", "format_scale", "scale_epoch", "scale_experiment"]
 
 #: method -> whether the epoch's gradient is accumulated into one update
 METHODS = {"mini-batch": False, "accumulated full-batch": True}
 POLL_SECONDS = 0.002
-_STATUS = re.compile(r"^(RssAnon|RssFile|VmHWM):\s+(\d+) kB", re.MULTILINE)
+_FIELDS = ("RssAnon", "RssFile", "VmHWM")
 
 
 def _status() -> dict[str, int]:
-    with open("/proc/self/status") as f:
-        return {k: int(v) * 1024 for k, v in _STATUS.findall(f.read())}
+    """Private and file-backed resident memory and the peak RSS, in bytes (Linux' /proc/self/status)."""
+    found = proc_status(*_FIELDS)
+    if len(found) != len(_FIELDS):
+        raise RuntimeError(f"peak private memory needs /proc/self/status with {', '.join(_FIELDS)} (Linux); "
+                           f"found {sorted(found) or 'no such file'}")
+    return found
 
 
 class _PeakPrivate:

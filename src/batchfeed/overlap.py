@@ -34,6 +34,7 @@ from .outofcore import OocFiles
 from .pagecache import drop
 from .sources import NpyDataset
 from .throughput import Measurement
+from .training import train
 
 __all__ = ["OVERLAP_RIVALS", "measure_overlap", "prefetch_epoch", "prefetch_memory"]
 
@@ -72,12 +73,6 @@ def _model(features: int, hidden: int, seed: int) -> tuple[torch.nn.Module, torc
     return model, torch.optim.SGD(model.parameters(), lr=0.01)
 
 
-def _step(model: torch.nn.Module, opt: torch.optim.Optimizer, xb: torch.Tensor, yb: torch.Tensor) -> None:
-    opt.zero_grad(set_to_none=True)
-    torch.nn.functional.cross_entropy(model(xb), yb).backward()
-    opt.step()
-
-
 def _epoch_function(name: str, files: OocFiles, batch_size: int, hidden: int,
                     seed: int) -> tuple[Callable[[], None], Callable[[], int]]:
     model, opt = _model(files.num_features, hidden, seed)
@@ -99,15 +94,15 @@ def _epoch_function(name: str, files: OocFiles, batch_size: int, hidden: int,
         ds = NpyDataset(*files.paths, mmap=mmap)
         loader = TensorLoader(ds, batch_size=batch_size, shuffle=True, generator=g, **ahead)
         batches, close = (lambda: loader), ds.close
-    train = name in ("in_memory", "workers_pread") or _SETUPS[name][2]
+    trains = name in ("in_memory", "workers_pread") or _SETUPS[name][2]
 
     def epoch() -> int:
-        fed = 0
-        for xb, yb in batches():
-            if train:
-                _step(model, opt, xb, yb)
-            fed += yb.shape[0]
-        return fed
+        if not trains:
+            return sum(int(yb.shape[0]) for _xb, yb in batches())
+        # batchfeed's one training loop, as the in-memory training rivals run it: no evaluation, no
+        # finiteness check (which reads every loss back)
+        history = train(model, lambda _epoch: batches(), epochs=1, optimizer=opt, check_finite=False)
+        return history.samples_per_epoch[0]
     return close, epoch
 
 

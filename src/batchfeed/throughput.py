@@ -13,9 +13,10 @@ One epoch of batches is fed by each *rival* on the same data and batch size:
   bytes every loader must move, at the measured copy bandwidth).
 
 :func:`measure_epochs` times them side by side (rounds interleaved, so drift hits every
-rival alike) and returns :class:`Measurement` rows; :func:`format_table` prints the ratio
-table; :func:`check_targets` compares the ratios with issue 5's targets. The benchmarks in
-spec/bench, the C13 claim test and ``batchfeed bench`` (:func:`main`) all call these.
+rival alike) and returns :class:`Measurement` rows; the same with the tutorial's training
+loop fed three ways (:data:`TRAINING_RIVALS`). The benchmarks in spec/bench, the C13 claim
+test and ``batchfeed bench`` all call these; the ratio table is printed by
+:mod:`batchfeed.bench`, the targets are checked by :mod:`batchfeed.targets`.
 
 Absolute times on a shared machine are noise; ratios measured in the same run are the
 result. On CUDA every timed epoch ends with ``torch.cuda.synchronize``.
@@ -46,6 +47,8 @@ __all__ = [
     "epoch_function",
     "make_data",
     "measure_epochs",
+    "seeded_generator",
+    "synchronize",
     "training_epoch_function",
 ]
 
@@ -108,7 +111,8 @@ def device_name(device: str | torch.device = "cpu") -> str:
     return f"{model}, {threads} torch thread{'s' if threads != 1 else ''}"
 
 
-def _sync(device: torch.device) -> None:
+def synchronize(device: torch.device) -> None:
+    """Wait for ``device``'s queued work (CUDA); nothing to wait for on the CPU. Ends every timed epoch."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 
@@ -170,8 +174,8 @@ def _permute_slice(data: BenchData, generator: torch.Generator) -> Callable[[int
     return batches
 
 
-def _generator(device: torch.device, seed: int) -> torch.Generator:
-    # The permutation is drawn where the data lives (airbench's way on a GPU).
+def seeded_generator(device: torch.device, seed: int) -> torch.Generator:
+    """A generator seeded ``seed`` where the data lives: on CUDA there (airbench's way), else the CPU."""
     return torch.Generator(device=device if device.type == "cuda" else "cpu").manual_seed(seed)
 
 
@@ -196,18 +200,18 @@ def epoch_function(rival: str, data: BenchData, batch_size: int, *, seed: int = 
         def copy_epoch() -> int:
             dst_x.copy_(data.Xd)
             dst_y.copy_(data.yd)
-            _sync(dev)
+            synchronize(dev)
             return data.n
         return copy_epoch
 
     if rival == "permute_slice":
-        bound = _permute_slice(data, _generator(dev, seed))
+        bound = _permute_slice(data, seeded_generator(dev, seed))
 
         def slice_epoch() -> int:
             fed = 0
             for _xb, yb in bound(batch_size):
                 fed += yb.shape[0]
-            _sync(dev)
+            synchronize(dev)
             return fed
         return slice_epoch
 
@@ -221,7 +225,7 @@ def epoch_function(rival: str, data: BenchData, batch_size: int, *, seed: int = 
             if to_device:
                 xb, yb = xb.to(dev, non_blocking=True), yb.to(dev, non_blocking=True)
             fed += yb.shape[0]
-        _sync(dev)
+        synchronize(dev)
         return fed
     return loader_epoch
 
@@ -239,7 +243,7 @@ def training_epoch_function(rival: str, data: BenchData, batch_size: int = 32, *
     model = make_model(data.features, 2, seed).to(dev)
     optimizer = torch.optim.SGD(model.parameters(), lr=lr)
     if rival == "permute_slice":
-        bound = _permute_slice(data, _generator(dev, seed))
+        bound = _permute_slice(data, seeded_generator(dev, seed))
 
         def batches(_epoch: int) -> Iterable:
             return bound(batch_size)
@@ -346,7 +350,9 @@ def measure_epochs(
     return out
 
 
-if __name__ == "__main__":  # python -m batchfeed.throughput: the same as batchfeed bench
-    from .bench import main
+if __name__ == "__main__":  # the command this module once was; importing bench here made an import circle
+    import sys
 
-    raise SystemExit(main(prog="python -m batchfeed.throughput"))
+    sys.stderr.write("python -m batchfeed.throughput: error: this module measures, the command is "
+                     "`batchfeed bench` (or `python -m batchfeed bench`), with the same options\n")
+    raise SystemExit(2)

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from ._checks import check_positive_float, check_positive_int
-from .model import _model_device, evaluate, full_batch_gradient, make_model
+from .model import evaluate, full_batch_gradient, make_model, model_device
 
 __all__ = [
     "Budget",
@@ -298,7 +298,7 @@ def train(
         _check_epochs(epochs)
     if track_full_loss and eval_data is None:
         raise ValueError("track_full_loss needs eval_data, the data whose loss it records")
-    dev = torch.device(device) if device is not None else _model_device(model)
+    dev = torch.device(device) if device is not None else model_device(model)
     run = _Training(model, optimizer or torch.optim.SGD(model.parameters(), lr=lr), loss_fn or nn.CrossEntropyLoss(),
                     dev, eval_data, method, lr, budget, track_full_loss, check_finite, accumulate_epoch)
     run.evaluate_epoch(0)
@@ -346,7 +346,7 @@ def train_full_batch(
     ``track_full_loss`` records the full-data loss after every update (``update_full_losses``).
     """
     check_positive_int("steps_per_epoch", steps_per_epoch)
-    dev = torch.device(device) if device is not None else _model_device(model)
+    dev = torch.device(device) if device is not None else model_device(model)
     model.to(dev)
     Xd, yd = X.to(dev), y.to(dev)
     return train(model, [(Xd, yd)] * steps_per_epoch, epochs=epochs, lr=lr, optimizer=optimizer, loss_fn=loss_fn,
@@ -375,7 +375,7 @@ def train_minibatch(
     evaluation (and, with ``track_full_loss``, the one after every update). Batches are
     moved to ``device`` (default: the model's device).
     """
-    dev = torch.device(device) if device is not None else _model_device(model)
+    dev = torch.device(device) if device is not None else model_device(model)
     model.to(dev)
     return train(model, loader, epochs=epochs, lr=lr, optimizer=optimizer, loss_fn=loss_fn, device=dev, eval_data=(X, y),
                  method="mini-batch", on_epoch=on_epoch, track_full_loss=track_full_loss)

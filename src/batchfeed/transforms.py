@@ -26,7 +26,8 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset
 
-from .sources._common import apply_transform, check_index, sample_generator
+from ._checks import check_index
+from .sources import apply_transform, sample_generator
 
 __all__ = [
     "BatchGaussianNoise",
@@ -295,7 +296,7 @@ class Transformed(Dataset):
         return len(self.dataset)  # type: ignore[arg-type]
 
     def __getitem__(self, idx: Any) -> tuple[Any, Any]:
-        i = check_index("Transformed", idx, len(self))
+        i = check_index(idx, len(self), "Transformed")
         x, y = self.dataset[i]
         cache: list[torch.Generator] = []
 

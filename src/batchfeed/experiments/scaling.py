@@ -40,7 +40,7 @@ def hold_tensor(nbytes: int, device: str = "cpu") -> int:
 
 
 def _model_for(features_path: str | os.PathLike, seed: int):
-    from ..sources._common import read_npy_header
+    from ..sources import read_npy_header
     from ..training import make_model
 
     h = read_npy_header(features_path, "features file")

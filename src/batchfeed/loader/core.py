@@ -1,5 +1,6 @@
 """The :class:`TensorLoader` class: DataLoader's keywords, checks and attributes, its length,
-``iter()`` handing each epoch to a :class:`~batchfeed.loader.iterator.TensorLoaderIter`, and
+``iter()`` handing each epoch to a :class:`~batchfeed.loader.iterator.TensorLoaderIter` (with
+the :class:`~batchfeed.loader.iterator.EpochPlan` it needs beyond the public attributes), and
 the resumable state."""
 
 from __future__ import annotations
@@ -18,10 +19,10 @@ from torch.utils.data import (
 )
 
 from .._checks import check_positive_int
-from .draws import _restore, _state_of
-from .iterator import TensorLoaderIter
+from .draws import distinct_sampler_generator, restore, state_of
+from .iterator import EpochPlan, TensorLoaderIter
 from .prefetch import check_prefetch
-from .served import _USE_DATALOADER, _storage
+from .served import USE_DATALOADER, storage_of
 
 __all__ = ["STATE_FORMAT", "TensorLoader"]
 
@@ -57,10 +58,10 @@ def _check_keywords(num_workers: int, timeout: float, prefetch_factor: int | Non
                          f"(num_workers > 0), but got num_workers={num_workers}")
     if num_workers > 0:
         raise TypeError(f"TensorLoader gathers batches in the main process and cannot honour "
-                        f"num_workers={num_workers}; {_USE_DATALOADER} for worker processes")
+                        f"num_workers={num_workers}; {USE_DATALOADER} for worker processes")
     if collate_fn is not None:
         raise TypeError(f"TensorLoader gathers whole batches without collating and cannot honour "
-                        f"collate_fn={collate_fn!r}; apply it to each batch, or {_USE_DATALOADER}")
+                        f"collate_fn={collate_fn!r}; apply it to each batch, or {USE_DATALOADER}")
     if generator is not None and not isinstance(generator, torch.Generator):
         raise TypeError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
     if chunk_bytes is not None:
@@ -156,7 +157,7 @@ class TensorLoader:
     ) -> None:
         _check_keywords(num_workers, timeout, prefetch_factor, persistent_workers, multiprocessing_context, collate_fn,
                         generator, chunk_bytes)
-        tensors, source, rows = _storage(dataset, device)
+        tensors, source, rows = storage_of(dataset, device)
         self.prefetch, self.readers = check_prefetch(prefetch, readers, source is not None)
         if isinstance(dataset, tuple):
             dataset = TensorDataset(*dataset)
@@ -236,18 +237,20 @@ class TensorLoader:
         """One epoch, handed to a :class:`TensorLoaderIter` (see there for when the draws happen)."""
         pending, self._pending = self._pending, None
         self._suspend_reads()
-        self._iterator = TensorLoaderIter(self, pending)
+        self._iterator = TensorLoaderIter(self, self._plan(), pending)
+        if not self._iterator.resumed:
+            self._epochs += 1
         return self._iterator
+
+    def _plan(self) -> EpochPlan:
+        """What an epoch needs beyond the public attributes: fixed at construction, as the dataset and sampler are."""
+        return EpochPlan(n=self._n, order=self._order, chunk_rows=self._chunk_rows, rows=self._rows,
+                         row_list=self._row_list)
 
     def _suspend_reads(self) -> None:
         """The last epoch's reads ahead dropped and their threads stopped: one epoch at a time holds them."""
         if self._iterator is not None:
             self._iterator.suspend_reads()
-
-    def _sampler_generator_if_distinct(self) -> torch.Generator | None:
-        """The sampler's own generator, when it has one that is not the loader's."""
-        g = getattr(self.sampler, "generator", None)
-        return None if g is self.generator or not isinstance(g, torch.Generator) else g
 
     # --- resumable state -------------------------------------------------------------------
 
@@ -268,8 +271,8 @@ class TensorLoader:
         state: dict[str, Any] = {"format": STATE_FORMAT, **self._config(), "epochs_started": self._epochs}
         if it is None or it.finished:
             state.update(in_epoch=False, batches_yielded=0, perm_drawn=False, epoch_seed=None,
-                         generator_state=_state_of(self.generator),
-                         sampler_generator_state=_state_of(self._sampler_generator_if_distinct()))
+                         generator_state=state_of(self.generator),
+                         sampler_generator_state=state_of(distinct_sampler_generator(self.sampler, self.generator)))
         else:
             state.update(it.state())
         return state
@@ -292,8 +295,9 @@ class TensorLoader:
         if diff:
             raise ValueError("state_dict was saved by a different loader: "
                              + ", ".join(f"{k}={a!r} in the state but {b!r} here" for k, (a, b) in diff.items()))
-        _restore(self.generator, state["generator_state"], "generator")
-        _restore(self._sampler_generator_if_distinct(), state["sampler_generator_state"], "sampler generator")
+        restore(self.generator, state["generator_state"], "generator")
+        restore(distinct_sampler_generator(self.sampler, self.generator), state["sampler_generator_state"],
+                "sampler generator")
         self._epochs = int(state["epochs_started"])
         self._suspend_reads()
         self._iterator = None

@@ -11,11 +11,16 @@ import torch
 _RANDPERM_32BIT_LIMIT = (2**32 - 1) // 20
 
 
-def _state_of(g: torch.Generator | None) -> list[int] | None:
+__all__ = ["advance_like_randperm", "distinct_sampler_generator", "is_cpu", "restore", "state_of"]
+
+
+def state_of(g: torch.Generator | None) -> list[int] | None:
+    """``g``'s state as a list of ints (plain JSON), or None without a generator."""
     return None if g is None else g.get_state().tolist()
 
 
-def _restore(g: torch.Generator | None, state: list[int] | None, name: str) -> None:
+def restore(g: torch.Generator | None, state: list[int] | None, name: str) -> None:
+    """Set ``g`` to a :func:`state_of` ``state``; ValueError naming ``name`` when one of them is missing."""
     if (g is None) != (state is None):
         have = "no generator" if g is None else "a generator"
         raise ValueError(f"state_dict {name}: the saved loader {'had' if state is not None else 'had no'} "
@@ -24,8 +29,15 @@ def _restore(g: torch.Generator | None, state: list[int] | None, name: str) -> N
         g.set_state(torch.tensor(state, dtype=torch.uint8))
 
 
-def _is_cpu(g: torch.Generator | None) -> bool:
+def is_cpu(g: torch.Generator | None) -> bool:
+    """Whether ``g`` draws on the CPU (None: torch's global CPU generator)."""
     return g is None or g.device.type == "cpu"
+
+
+def distinct_sampler_generator(sampler: object, generator: torch.Generator | None) -> torch.Generator | None:
+    """The sampler's own generator, when it has one that is not the loader's ``generator``."""
+    g = getattr(sampler, "generator", None)
+    return None if g is generator or not isinstance(g, torch.Generator) else g
 
 
 def _skip_draws(g: torch.Generator, count: int) -> None:
@@ -48,7 +60,7 @@ def _skip_matches_randperm() -> bool:
     return True
 
 
-def _advance_like_randperm(g: torch.Generator, n: int) -> None:
+def advance_like_randperm(g: torch.Generator, n: int) -> None:
     """Advance ``g`` as ``torch.randperm(n, generator=g)`` would, without building the permutation."""
     if n < _RANDPERM_32BIT_LIMIT and _skip_matches_randperm():
         _skip_draws(g, n - 1)

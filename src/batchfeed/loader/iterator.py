@@ -1,7 +1,8 @@
 """The iterator of one :class:`~batchfeed.loader.TensorLoader` epoch, as DataLoader hands an
 epoch to ``_SingleProcessDataLoaderIter``: it owns the epoch's draws (the base seed, the
 permutation, the sampler's discarded tail), its position, and the part of ``state_dict``
-that describes an epoch in progress.
+that describes an epoch in progress. It reads only the loader's public attributes
+(:class:`EpochSource`) and the :class:`EpochPlan` the loader hands it.
 """
 
 from __future__ import annotations
@@ -10,17 +11,47 @@ import itertools
 import operator
 import warnings
 from collections.abc import Iterable, Iterator
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 import numpy as np
 import torch
 
 from .._checks import check_index
-from .draws import _advance_like_randperm, _is_cpu, _state_of
+from .draws import advance_like_randperm, distinct_sampler_generator, is_cpu, state_of
 from .prefetch import ReadAhead
 
-if TYPE_CHECKING:
-    from .core import TensorLoader
+__all__ = ["EpochPlan", "EpochSource", "TensorLoaderIter"]
+
+
+class EpochSource(Protocol):
+    """What an epoch reads of its loader: DataLoader's attributes, and where the data is."""
+
+    batch_size: int | None
+    drop_last: bool
+    sampler: Any
+    batch_sampler: Any
+    generator: torch.Generator | None
+    pin_memory: bool
+    pin_memory_device: str
+    tensors: tuple[torch.Tensor, ...]  # in-memory data (empty when ``source`` reads from files)
+    source: Any                        # a dataset that reads whole batches (``read_batch``), or None
+    device: torch.device
+    prefetch: int
+    readers: int
+
+    def __len__(self) -> int: ...
+
+
+@dataclass(frozen=True)
+class EpochPlan:
+    """What an epoch needs beyond :class:`EpochSource`, fixed when the loader is built."""
+
+    n: int                            # samples served (a Subset's length)
+    order: str                        # "sequential", "random" (torch's own sampler over all n) or "custom"
+    chunk_rows: int                   # rows per index_select (per read_batch from files): whole batches
+    rows: torch.Tensor | None         # a Subset's rows, on the loader's device (None: all, in order)
+    row_list: list[int] | None        # the same rows as ints, for single samples
 
 
 def _pinned(tensors: list[torch.Tensor]) -> list[torch.Tensor]:
@@ -44,8 +75,8 @@ class TensorLoaderIter:
     saved loader stood.
     """
 
-    def __init__(self, loader: TensorLoader, resume: dict[str, Any] | None = None) -> None:
-        self.loader = loader
+    def __init__(self, loader: EpochSource, plan: EpochPlan, resume: dict[str, Any] | None = None) -> None:
+        self.loader, self.plan = loader, plan
         self.base = 0              # batches handed out before ``current``
         self.current: Iterator | None = None  # iterator over the first tensor's batch views
         self.current_len = 0
@@ -60,13 +91,12 @@ class TensorLoaderIter:
             self.gen_state = resume["generator_state"]
             self.sampler_gen_state = resume["sampler_generator_state"]
         else:
-            loader._epochs += 1
-            self.gen_state = _state_of(loader.generator)
-            self.sampler_gen_state = _state_of(loader._sampler_generator_if_distinct())
+            self.gen_state = state_of(loader.generator)
+            self.sampler_gen_state = state_of(distinct_sampler_generator(loader.sampler, loader.generator))
         # DataLoader's base seed: drawn from the loader's generator (the global RNG without
         # one). A resumed epoch drew it before it was interrupted; an explicit generator has
         # been rewound to the epoch's start, so it draws again.
-        if not (self.resumed and loader.generator is None) and _is_cpu(loader.generator):
+        if not (self.resumed and loader.generator is None) and is_cpu(loader.generator):
             torch.empty((), dtype=torch.int64).random_(generator=loader.generator)
         self._warn_pin_memory()
         self._ahead: ReadAhead | None = None  # the epoch's reads ahead, when the loader reads ahead
@@ -74,7 +104,7 @@ class TensorLoaderIter:
 
     def _epoch(self, catch_up: bool) -> Iterator[list[torch.Tensor]]:
         """The epoch's batches; a resumed epoch that had drawn or handed out anything catches up now."""
-        if self.loader._order == "custom":
+        if self.plan.order == "custom":
             return self._custom_epoch(self._custom_start() if catch_up else None)
         if self.loader.batch_size is None:
             return self._unbatched_epoch(self._unbatched_start() if catch_up else None)
@@ -129,10 +159,10 @@ class TensorLoaderIter:
 
     def _permutation(self) -> torch.Tensor | None:
         """This epoch's order (None: sequential), drawn as RandomSampler draws it."""
-        if self.loader._order == "sequential":
+        if self.plan.order == "sequential":
             return None
         g = self.loader.sampler.generator
-        n = self.loader._n
+        n = self.plan.n
         if g is None:
             # RandomSampler without a generator seeds a private one from the global RNG. The
             # permutation is drawn on the data's device (on CPU: DataLoader's own draw).
@@ -150,15 +180,15 @@ class TensorLoaderIter:
 
     def _draw_tail(self) -> None:
         """RandomSampler's discarded ``randperm(n)`` once it is exhausted (explicit CPU generators only)."""
-        if self.loader._order != "random":
+        if self.plan.order != "random":
             return
         g = self.loader.sampler.generator
         if g is not None and g.device.type == "cpu":
-            _advance_like_randperm(g, self.loader._n)
+            advance_like_randperm(g, self.plan.n)
 
     def _fast_shape(self) -> tuple[int, int, bool]:
         """(rows served, batches, whether RandomSampler's tail is drawn with the last batch)."""
-        n, b = self.loader._n, self.loader.batch_size
+        n, b = self.plan.n, self.loader.batch_size
         stop = n - n % b if self.loader.drop_last else n
         # DataLoader exhausts RandomSampler while building the last batch when that batch is
         # partial; otherwise only when asked for one more batch.
@@ -176,7 +206,7 @@ class TensorLoaderIter:
 
     def _fast_epoch(self, start: tuple[torch.Tensor | None, int] | None) -> Iterator[list[torch.Tensor]]:
         perm, k0 = start if start is not None else self._fast_start()
-        b, step = self.loader.batch_size, self.loader._chunk_rows
+        b, step = self.loader.batch_size, self.plan.chunk_rows
         stop, _, tail_early = self._fast_shape()
         pin = self._pinning() and self.loader.device.type == "cpu"
         starts = range(k0 * b, stop, step)
@@ -207,13 +237,13 @@ class TensorLoaderIter:
     def _chunks(self, perm: torch.Tensor | None, starts: range, stop: int, pin: bool) -> Iterator[list[torch.Tensor]]:
         """The epoch's chunks from ``starts``, in order: gathered from in-memory tensors, or read from
         files (one ``read_batch`` each), on reader threads ahead of the loop when the loader prefetches."""
-        loader, step = self.loader, self.loader._chunk_rows
+        loader, step = self.loader, self.plan.chunk_rows
         perms: dict[torch.device, torch.Tensor] = {} if perm is None else {perm.device: perm}
         if loader.source is None:
-            return ([self._gather_rows(t, perms, perm, c0, min(c0 + step, stop), pin, loader._rows)
+            return ([self._gather_rows(t, perms, perm, c0, min(c0 + step, stop), pin, self.plan.rows)
                      for t in loader.tensors] for c0 in starts)
         order = None if perm is None else perm.cpu()
-        rows = None if loader._rows is None else loader._rows.cpu()
+        rows = None if self.plan.rows is None else self.plan.rows.cpu()
 
         def indices(c0: int) -> np.ndarray:  # on the loader's thread: which rows never depends on timing
             c1 = min(c0 + step, stop)
@@ -224,7 +254,7 @@ class TensorLoaderIter:
 
     def _sample(self, i: int) -> list[torch.Tensor]:
         """Sample ``i`` (a Subset's position mapped to its row), as DataLoader yields it unbatched."""
-        j = i if self.loader._row_list is None else self.loader._row_list[i]
+        j = i if self.plan.row_list is None else self.plan.row_list[i]
         if self.loader.source is not None:
             return list(self.loader.source[j])
         return [t[j] for t in self.loader.tensors]
@@ -261,9 +291,9 @@ class TensorLoaderIter:
 
     def _unbatched_start(self) -> tuple[Iterable[int], int]:
         perm = self._permutation()
-        k0 = min(self.skip, self.loader._n)
+        k0 = min(self.skip, self.plan.n)
         self.base = k0
-        return (range(self.loader._n) if perm is None else perm.tolist()), k0
+        return (range(self.plan.n) if perm is None else perm.tolist()), k0
 
     def _unbatched_epoch(self, start: tuple[Iterable[int], int] | None) -> Iterator[list[torch.Tensor]]:
         """batch_size=None: single samples, as DataLoader yields them (views of the dataset)."""
@@ -305,7 +335,7 @@ class TensorLoaderIter:
             return
         for indices in it:
             if self.loader.batch_sampler is None:
-                out = self._sample(check_index(indices, self.loader._n, "sampler"))
+                out = self._sample(check_index(indices, self.plan.n, "sampler"))
                 if pin:
                     out = _pinned(out)
             else:
@@ -321,14 +351,14 @@ class TensorLoaderIter:
             idx = idx.reshape(0).long()
         if idx.dtype == torch.bool or idx.is_floating_point() or idx.is_complex() or idx.dim() != 1:
             raise TypeError(f"batch_sampler gave {indices!r}; each batch must be a 1-d sequence of integer indices")
-        n = self.loader._n
+        n = self.plan.n
         if idx.numel():
             lo, hi = int(idx.min()), int(idx.max())
             if lo < -n or hi >= n:
                 bad = lo if lo < -n else hi
                 raise IndexError(f"index {bad} out of range for dataset of length {n}")
         idx = torch.where(idx < 0, idx + n, idx).long()
-        return idx if self.loader._rows is None else self.loader._rows.cpu()[idx]
+        return idx if self.plan.rows is None else self.plan.rows.cpu()[idx]
 
     def _gather_indices(self, indices: Any, pin: bool) -> list[torch.Tensor]:
         """A batch sampler's batch from in-memory tensors."""

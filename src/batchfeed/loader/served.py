@@ -10,7 +10,10 @@ from torch.utils.data import Dataset, Subset, TensorDataset
 
 from ..datasets import PairDataset
 
-_USE_DATALOADER = "use torch.utils.data.DataLoader"
+__all__ = ["USE_DATALOADER", "is_batch_source", "storage_of"]
+
+#: What a refusal tells the user to use instead.
+USE_DATALOADER = "use torch.utils.data.DataLoader"
 
 
 def _same_method(cls: type, base: type, name: str) -> bool:
@@ -32,7 +35,7 @@ def _dataset_tensors(dataset: Any) -> tuple[torch.Tensor, ...] | Any:
         if not dataset or not all(isinstance(t, torch.Tensor) for t in dataset):
             raise TypeError(
                 "TensorLoader cannot serve this dataset: a tuple dataset must hold one or more tensors, got "
-                f"({', '.join(type(t).__name__ for t in dataset)}); {_USE_DATALOADER} for other datasets"
+                f"({', '.join(type(t).__name__ for t in dataset)}); {USE_DATALOADER} for other datasets"
             )
         if any(t.dim() == 0 for t in dataset):
             raise ValueError("TensorLoader: every tensor of a tuple dataset needs a sample dimension, got a 0-d tensor")
@@ -51,7 +54,7 @@ def _dataset_tensors(dataset: Any) -> tuple[torch.Tensor, ...] | Any:
     raise TypeError(
         f"TensorLoader cannot serve dataset of type {cls.__name__} ({why}): it serves PairDataset, "
         f"TensorDataset, tuples of tensors, datasets that read whole batches (NpyDataset) and Subsets of them "
-        f"(random_split); {_USE_DATALOADER} for other datasets"
+        f"(random_split); {USE_DATALOADER} for other datasets"
     )
 
 
@@ -94,7 +97,7 @@ def _served(dataset: Any) -> tuple[tuple[torch.Tensor, ...] | Any, torch.Tensor 
     return _dataset_tensors(dataset), None
 
 
-def _storage(dataset: Any, device: Any) -> tuple[tuple[torch.Tensor, ...], Any, torch.Tensor | None]:
+def storage_of(dataset: Any, device: Any) -> tuple[tuple[torch.Tensor, ...], Any, torch.Tensor | None]:
     """``(tensors, source, rows)``: in-memory tensors (moved to ``device``) and no source, or no
     tensors and the dataset that reads whole batches itself; ``rows`` as :func:`_served` says."""
     storage, rows = _served(dataset)
