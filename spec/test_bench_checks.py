@@ -171,3 +171,99 @@ def test_every_overlap_rival_trains_or_reads_the_whole_epoch_and_the_table_compa
     assert all(m.samples == 2000 and len(m.resident) == 1 for m in rows)
     table = format_table(rows)
     assert "/ training alone" in table and "/ not ahead" in table and "page cache dropped" in table
+
+
+# --- timed claims (issue 25): CPU-time rates, waiting for a CPU --------------------------------
+
+def _waited(seconds: list[float], waits: list[float], clock: str = "wall", cpu: list[float] | None = None) -> Measurement:
+    return Measurement("workers", "w2", "2 workers", 96, 0, 16, "cpu", 0, 96, seconds, cpu_seconds=cpu or [],
+                       cpu_wait=waits, clock=clock)
+
+
+def test_a_cpu_clock_rates_the_measuring_threads_cpu_time():
+    """clock='cpu': best is the shortest CPU time, wall times aside; 'wall' keeps the shortest wall time."""
+    m = _waited([0.5, 0.2, 0.9], [0.0, 0.0, 0.0], clock="cpu", cpu=[0.1, 0.15, 0.05])
+    assert m.best == 0.05 and m.samples_per_s == 96 / 0.05
+    assert _waited([0.5, 0.2, 0.9], [], cpu=[0.1, 0.15, 0.05]).best == 0.2
+
+
+def test_the_least_cpu_wait_is_the_cleanest_epochs_fraction():
+    """least_cpu_wait: the smallest wait / wall over the epochs; None when the OS said nothing."""
+    assert _waited([1.0, 0.5, 0.4], [0.3, 0.05, 0.2]).least_cpu_wait == pytest.approx(0.1)
+    assert _waited([1.0], []).least_cpu_wait is None
+
+
+@pytest.mark.parametrize(("waits", "found"), [([0.3, 0.1], False), ([0.3, 0.1000001], True), ([0.5, 0.5], True)])
+def test_a_wall_clock_measurement_without_a_clean_epoch_marks_the_run_disturbed(waits, found):
+    """With max_cpu_wait, a wall-clock measurement every epoch of which waited more than that fraction is disturbed."""
+    m = _waited([1.0, 1.0], waits)
+    lines = disturbed([m], max_cpu_wait=0.1)
+    assert bool(lines) == found
+    if found:
+        assert lines == [f"workers N=96 B=16: 2 workers: every one of its 2 epochs waited {min(waits):.0%} or more of "
+                         "its time for a CPU (clean: <= 10%)"]
+    assert disturbed([m]) == [], "without max_cpu_wait the waits are not checked (batchfeed bench's default)"
+
+
+def test_cpu_clock_and_unknown_waits_are_never_disturbed_by_waiting():
+    """A CPU-time measurement does not count waiting, and waits the OS did not give cannot be judged."""
+    assert disturbed([_waited([1.0], [0.9], clock="cpu", cpu=[0.1]), _waited([1.0], [])], max_cpu_wait=0.1) == []
+
+
+def test_timed_appends_wall_cpu_and_wait(monkeypatch):
+    """timed(fn, m) returns fn's result and appends one wall time, one CPU time and one wait (where known)."""
+    m = _waited([], [])
+    assert throughput.timed(lambda: sum(range(10_000)), m) == sum(range(10_000))
+    assert len(m.seconds) == len(m.cpu_seconds) == 1 and 0 <= m.cpu_seconds[0] <= m.seconds[0] * 1.05 + 1e-3
+    assert len(m.cpu_wait) == (1 if throughput.cpu_wait() is not None else 0)
+    known = len(m.cpu_wait)
+    monkeypatch.setattr(throughput, "cpu_wait", lambda: None)
+    throughput.timed(lambda: 0, m)
+    assert len(m.seconds) == len(m.cpu_seconds) == 2 and len(m.cpu_wait) == known, "no wait appended when unknown"
+
+
+def test_measure_epochs_refuses_an_unknown_clock():
+    """clock is 'wall' or 'cpu'; anything else is a ValueError naming it."""
+    with pytest.raises(ValueError, match="clock must be 'wall' or 'cpu', got 'gpu'"):
+        throughput.measure_epochs(throughput.make_data(64, 3), 32, rivals=["permute_slice"], clock="gpu")
+
+
+def test_measure_epochs_keeps_every_clock_of_every_epoch():
+    """Each timed epoch leaves a wall time, a CPU time and (where known) a wait; the clock asked for is the one rated."""
+    rows = throughput.measure_epochs(throughput.make_data(256, 3), 32, rivals=["permute_slice"], repeats=3, clock="cpu")
+    m = rows["permute_slice"]
+    assert m.clock == "cpu" and len(m.seconds) == len(m.cpu_seconds) == 3 and m.best == min(m.cpu_seconds)
+
+
+def test_worker_epochs_takes_rounds_until_clean(monkeypatch):
+    """worker_epochs interleaves 0 and 2 workers; past `rounds` it goes on, up to max_rounds, while one has no clean epoch."""
+    from batchfeed import PairDataset, make_seed_data, workers
+
+    waits = iter([0.5, 0.5, 0.5, 0.01, 0.5, 0.5, 0.01, 0.01, 0.9, 0.9])
+    order = []
+
+    def fake_timed(fn, m):
+        order.append(m.rival)
+        m.seconds.append(1.0)
+        m.cpu_wait.append(next(waits))
+        return 8
+
+    monkeypatch.setattr(workers, "timed", fake_timed)
+    ds = PairDataset(*make_seed_data(8, 3, seed=0))
+    rows = workers.worker_epochs(ds, (2, 0), rounds=2, max_rounds=5, max_cpu_wait=0.1, batch_size=4)
+    assert order == ["w0", "w2"] * 4, "clean after round 4 (2 workers in round 2, none in round 4): no fifth round"
+    assert rows[0].samples == 8 and rows[0].least_cpu_wait == 0.01
+    order.clear()
+    workers.worker_epochs(ds, (0, 2), rounds=1, batch_size=4)
+    assert order == ["w0", "w2"], "without max_cpu_wait, exactly `rounds` rounds"
+    with pytest.raises(ValueError, match=r"max_rounds \(1\) must be at least rounds \(2\)"):
+        workers.worker_epochs(ds, (0, 2), rounds=2, max_rounds=1, batch_size=4)
+
+
+def test_cpu_wait_reads_this_threads_run_delay_or_says_none():
+    """cpu_wait() is a non-decreasing number of seconds on Linux (schedstat), None where the OS does not say."""
+    from batchfeed.machine import cpu_wait
+
+    a = cpu_wait()
+    b = cpu_wait()
+    assert (a is None and b is None) or (0 <= a <= b)

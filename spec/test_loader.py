@@ -32,6 +32,7 @@ from torch.utils.data import (
 import batchfeed.loader
 from batchfeed import PairDataset, TensorLoader
 from batchfeed.loader import STATE_FORMAT
+from batchfeed.targets import disturbed
 from batchfeed.throughput import make_data, measure_epochs
 from spec.helpers import (
     DictDataset,
@@ -1112,12 +1113,14 @@ def test_claim_feeds_sequentially_and_efficiently(claim_figures):
     """Whether DataLoader hands each step the next batch of its sampler's order, and the step rate it allows, go to the ledger (C13).
 
     Sequential: on 10k indexed samples (B=32, shuffled) every batch is compared with the
-    next 32 indices the sampler gave. Efficient "each training step": steps/s of the
-    tutorial's training loop (N=10k, F=3, B=32) fed by torch's DataLoader and by permuting
-    once and slicing, best of 5 epochs, rounds interleaved (six such measurements at load
-    average 4 gave 0.57-0.60, against the rule's 0.5); and, as a second figure, the feed
-    alone (N=100k, no model). The verdict rule reads the out-of-order count and the ratios (no
-    order or wall-clock assert here).
+    next 32 indices the sampler gave. Efficient "each training step": steps per CPU second of
+    the tutorial's training loop (N=10k, F=3, B=32) fed by torch's DataLoader and by permuting
+    once and slicing, best of 5 epochs, rounds interleaved; and, as a second figure, the feed
+    alone (N=100k, no model). CPU time of this thread (torch on one thread, no workers): the
+    loop's work, which other processes taking the core do not change (issue 25: wall-clock
+    ratios ran 28-48% under tools/stress.py's load where CPU-time ones stayed at 46-48%). The
+    bench's disturbance check (a DataLoader faster than the bound) is applied and counted.
+    The verdict rule reads the out-of-order count and the ratios (no order or timing assert here).
     """
     n_order, b = 10_000, 32
     sampler = _Recording(n_order, torch.Generator().manual_seed(0))
@@ -1126,9 +1129,11 @@ def test_claim_feeds_sequentially_and_efficiently(claim_figures):
     for step, (_x, yb) in enumerate(loader):
         out_of_order += yb.tolist() != sampler.given[step * b:(step + 1) * b]
         steps += 1
-    feeds = measure_epochs(make_data(100_000, 3), b, rivals=("dataloader", "permute_slice"), repeats=1, warmup=1)
+    feeds = measure_epochs(make_data(100_000, 3), b, rivals=("dataloader", "permute_slice"), repeats=1, warmup=1,
+                           clock="cpu")
     loops = measure_epochs(make_data(10_000, 3), b, rivals=("dataloader", "permute_slice"), repeats=5, warmup=1,
-                           training=True)
+                           training=True, clock="cpu")
+    claim_figures.record("disturbed", len(disturbed([*feeds.values(), *loops.values()])))
     claim_figures.record("steps", steps)
     claim_figures.record("out_of_order", out_of_order)
     claim_figures.record("n", 10_000)

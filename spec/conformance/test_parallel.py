@@ -24,12 +24,13 @@ import pytest
 import torch
 
 from batchfeed import PairDataset, make_seed_data
+from batchfeed.targets import CLEAN_CPU_WAIT, disturbed
 from batchfeed.workers import (
     NamedSampleErrors,
     SlowDataset,
     cpu_count,
     seed_worker,
-    worker_speedups,
+    worker_epochs,
 )
 
 from ..worker_datasets import (
@@ -89,23 +90,40 @@ MEMORY_N, MEMORY_BATCH = 1000, 32  # the tutorial's data and batch size
 
 @pytest.mark.claim("C12")
 def test_claim_workers_speed_up_training_when_samples_cost_work(claim_figures):
-    """Two workers shorten a training epoch whose samples each cost 10 ms of waiting; on the tutorial's in-memory tensors they are measured too."""
+    """Two workers shorten a training epoch whose samples each cost 10 ms of waiting; on the tutorial's in-memory tensors they are measured too.
+
+    Wall-clock (the rule is about waiting), rounds of 0 and 2 workers interleaved, the fastest
+    epoch of each kept. The expensive-sample epochs are checked for disturbance: a run in which
+    every epoch of a configuration waited more than CLEAN_CPU_WAIT of its time for a CPU (other
+    processes had the cores) takes more rounds, up to 8, and if none comes clean the ledger says
+    "undecided: disturbed run". The in-memory figure (x0.03-0.2 quiet and loaded, against 1.0)
+    is reported with its waits but not checked: load cannot carry it 5x across its threshold.
+    """
     X, y = make_seed_data(LATENCY_N, 3, seed=0)
     # One torch thread in the main process (see batchfeed.workers.training_epoch): with 2
     # threads on 2 shared cores the tiny model's steps measure thread scheduling, not loading.
-    slow = worker_speedups(SlowDataset(X, y, LATENCY), (2,), batch_size=LATENCY_BATCH, threads=1)
-    # The in-memory epoch is short (~10 ms), so take the faster of 3 rounds against noise.
-    memory = worker_speedups(PairDataset(*make_seed_data(MEMORY_N, 3, seed=0)), (2,), batch_size=MEMORY_BATCH,
-                             rounds=3, threads=1)
+    slow = worker_epochs(SlowDataset(X, y, LATENCY), (0, 2), batch_size=LATENCY_BATCH, threads=1, rounds=3,
+                         max_rounds=8, max_cpu_wait=CLEAN_CPU_WAIT)
+    memory = worker_epochs(PairDataset(*make_seed_data(MEMORY_N, 3, seed=0)), (0, 2), batch_size=MEMORY_BATCH,
+                           rounds=3, threads=1)
+    found = disturbed(slow.values(), max_cpu_wait=CLEAN_CPU_WAIT)
+    waits = [m.least_cpu_wait for m in slow.values()]
+    speedup = slow[0].best / slow[2].best
     claim_figures.record("latency_ms", LATENCY * 1e3)
     claim_figures.record("latency_n", LATENCY_N)
-    claim_figures.record("latency_speedup_w2", slow[2])
+    claim_figures.record("latency_speedup_w2", speedup)
     claim_figures.record("memory_n", MEMORY_N)
-    claim_figures.record("memory_speedup_w2", memory[2])
+    claim_figures.record("memory_speedup_w2", memory[0].best / memory[2].best)
     claim_figures.record("cores", cpu_count())
-    # What the spec asserts: loading that waits overlaps across workers. Whether workers
+    claim_figures.record("rounds", len(slow[0].seconds))
+    claim_figures.record("disturbed", len(found))
+    if None not in waits:
+        claim_figures.record("cpu_wait", max(waits))
+    assert all(m.samples == LATENCY_N for m in slow.values()), {w: m.samples for w, m in slow.items()}
+    # What the spec asserts: loading that waits overlaps across workers, when the run could
+    # measure it (a disturbed run is the ledger's "undecided", not a failure). Whether workers
     # help on in-memory tensors is the verdict's business, not a pass/fail condition.
-    assert slow[2] > 1.2, f"2 workers gave x{slow[2]:.2f} on {LATENCY * 1e3:g} ms per sample; overlapped waiting should give ~x2"
+    assert found or speedup > 1.2, f"2 workers gave x{speedup:.2f} on {LATENCY * 1e3:g} ms per sample; overlapped waiting should give ~x2"
 
 
 # --- seeding: every worker its own random stream, reproducible from the seed ------------

@@ -1,6 +1,8 @@
 """spec/promises.py: reading docs/claims.md's setting, choosing the decided claims, and finding
 the broken promises (the end-of-run check itself runs in spec/conftest.py)."""
 
+import textwrap
+
 import pytest
 
 from spec.promises import broken_promises, decided, promised_setting
@@ -20,7 +22,8 @@ def test_only_decided_claims_are_compared():
     """Pending and undecided claims are left out of the comparison; every other verdict is in."""
     rows = [{"id": "C1", "verdict": "pending"}, {"id": "C2", "verdict": "undecided: a test of this claim failed (holds)"},
             {"id": "C3", "verdict": "refuted"}, {"id": "C4", "verdict": "holds only when 'slow' means per epoch; x"},
-            {"id": "C5", "verdict": "pending (evidence in issue 12)"}]
+            {"id": "C5", "verdict": "pending (evidence in issue 12)"},
+            {"id": "C13", "verdict": "undecided: disturbed run (the figures would say: holds only when x)"}]
     assert list(decided(rows)) == ["C3", "C4"]
 
 
@@ -44,3 +47,44 @@ def test_a_changed_verdict_is_a_broken_promise():
     assert why is None and len(broken) == 1 and broken[0].startswith("C6: this run: 'holds'")
     why, broken = broken_promises(rows, "other:Loader", "cpu", docs, readme)
     assert broken == [] and "other:Loader" in why
+
+
+def test_a_disturbed_verdict_is_never_a_broken_promise():
+    """A timed claim undecided by a disturbed run is left out, even where the figures would give another verdict."""
+    from batchfeed import claims
+
+    promised = {cid: "holds" for cid in claims.CLAIMS}
+    docs, readme = HEADER + "\n" + _table(promised), _table(promised)
+    rows = [{"id": "C13", "verdict": "undecided: disturbed run (the figures would say: refuted)", "figure": "f"},
+            {"id": "C6", "verdict": "holds", "figure": "g"}]
+    assert broken_promises(rows, "torch.utils.data:DataLoader", "cpu", docs, readme) == (None, [])
+
+
+TIMED_TESTS = textwrap.dedent(
+    """
+    import pytest
+
+    FIGURES = dict(latency_ms=10, latency_n=96, latency_speedup_w2=1.8, memory_n=1000, memory_speedup_w2=0.2,
+                   cores=2, rounds=8)
+
+    @pytest.mark.claim("C12")
+    def test_c12(claim_figures):
+        for k, v in {**FIGURES, "disturbed": {disturbed}}.items():
+            claim_figures.record(k, v)
+    """
+)
+
+
+@pytest.mark.parametrize(("disturbed", "line"), [
+    (1, "disturbed runs: 1 claim(s) undecided (C12): their timings failed a disturbance check (other processes had "
+        "the cores); rerun them on a quieter machine"),
+    (0, "disturbed runs: 0 claim(s) undecided")])
+def test_the_claims_section_counts_the_disturbed_claims(pytester, disturbed, line):
+    """The terminal's claims section ends with how many claims a disturbed run left undecided, naming them."""
+    pytester.makepyfile(test_t=TIMED_TESTS.replace("{disturbed}", str(disturbed)))
+    pytester.makeconftest('pytest_plugins = ["batchfeed.pytest_plugin"]')
+    result = pytester.runpytest_inprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1)
+    assert line in result.stdout.lines
+    verdict = "undecided: disturbed run (the figures would say: holds only when" if disturbed else "holds only when"
+    result.stdout.fnmatch_lines([f"C12  {verdict}*"])

@@ -5,7 +5,8 @@ A verdict is never typed in: each claim's ``decide`` function reads the figures 
 recorded in this run (``claim_figures.record(...)`` in a test marked
 ``@pytest.mark.claim("Cn")``) and returns ``(verdict, figure_text)``. Change the figures
 and the verdict changes with them. A claim none of whose figures were recorded in this
-run is ``pending``; a claim whose evidence lives in an issue not yet done says which.
+run is ``pending``; one whose timed figures failed a disturbance check (figure ``disturbed``
+> 0: other processes had the cores) is ``undecided: disturbed run (...)``, never compared.
 """
 
 from __future__ import annotations
@@ -13,9 +14,9 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-__all__ = ["CLAIMS", "Claim", "PENDING", "Report", "decide"]
+__all__ = ["CLAIMS", "Claim", "DISTURBED", "PENDING", "Report", "decide"]
 
-PENDING = "pending"
+PENDING, DISTURBED = "pending", "undecided: disturbed run"
 Figures = Mapping[str, float]
 
 
@@ -31,16 +32,10 @@ class Report:
 
 @dataclass(frozen=True)
 class Claim:
-    """One claim of the tutorial.
-
-    Attributes:
-        id: ``"C1"`` ... ``"C15"``.
-        quote: the tutorial's own words.
-        rule: the verdict rule, in words, exactly what ``decide`` computes.
-        needs: figure keys ``decide`` reads; any missing means ``pending``.
-        decide: figures -> ``(verdict, figure text)``.
-        reports: figures shown beside the verdict, never deciding it (:class:`Report`).
-    """
+    """One claim of the tutorial: ``id`` (``"C1"`` ... ``"C15"``), ``quote`` (the tutorial's own words),
+    ``rule`` (in words, exactly what ``decide`` computes), ``needs`` (the figure keys ``decide`` reads;
+    any missing means ``pending``), ``decide`` (figures -> ``(verdict, figure text)``) and ``reports``
+    (figures shown beside the verdict, never deciding it: :class:`Report`)."""
 
     id: str
     quote: str
@@ -161,7 +156,8 @@ def _c12(f: Figures) -> tuple[str, str]:
     text = (
         f"training epoch with 2 workers vs none: x{slow:.2f} when every sample costs {f['latency_ms']:g} ms of "
         f"waiting (simulated with time.sleep, N={int(f['latency_n'])}); x{memory:.2f} on the tutorial's in-memory "
-        f"tensors (N={int(f['memory_n'])}); worker start-up counted, {int(f['cores'])} CPU cores"
+        f"tensors (N={int(f['memory_n'])}); worker start-up counted, {int(f['cores'])} CPU cores; fastest epoch "
+        f"of {int(f['rounds'])} interleaved rounds"
     )
     if slow >= 1.3 and memory >= 1.0:
         return "holds", text
@@ -175,8 +171,6 @@ def _mib(b: float) -> str:
     return f"{b / 2**20:.0f} MiB"
 
 
-#: Memory rules: "grows with the data" = slope >= 90% of a sample's bytes; "flat" = slope
-#: <= 10% of them (what remains is the sampler's shuffled index list, ~40 B/sample).
 #: Memory slopes (C1, C9, C10): "grows with the data" is >= 90% of a sample's bytes per sample,
 #: "flat" <= 10%. The spec's instrument check imports these, never copies them.
 GROWS, FLAT = 0.9, 0.1
@@ -266,7 +260,7 @@ def _c13(f: Figures) -> tuple[str, str]:
     text = (
         f"{int(f['steps'])} training steps each got the sampler's next batch ({int(f['out_of_order'])} out of order); "
         f"the tutorial's training loop (N={int(f['n'])}, F=3, B={int(f['batch_size'])}) fed by torch's DataLoader "
-        f"ran {step:.0%} of the steps per second of the same loop fed by permuting once and slicing (same run); "
+        f"ran {step:.0%} of the steps per CPU second of the same loop fed by permuting once and slicing (same run); "
         f"the feed alone, without the model: DataLoader {feed:.1%} of the permute-and-slice bound "
         f"({f['permute_slice_samples_per_s'] / 1e6:.1f} M samples/s)"
     )
@@ -299,6 +293,7 @@ def _block_convergence(f: Figures) -> str:
 BLOCK_READS = Report(("block_read_n", "block_read_batch", "block_read_size", "block_read_speedup_pread",
                       "block_read_speedup_mmap"), _block_reads)
 BLOCK_CONVERGENCE = Report(("block_size", "block_buffer", "block_seeds", "block_wins", "acc_block"), _block_convergence)
+CPU_WAIT = Report(("cpu_wait",), lambda f: f"its cleanest epochs waited {f['cpu_wait']:.0%} of their time for a CPU")
 
 CLAIMS: dict[str, Claim] = {c.id: c for c in [
     Claim("C1", "Memory Efficient → Only small batches are processed at a time, not the full dataset.",
@@ -361,16 +356,21 @@ CLAIMS: dict[str, Claim] = {c.id: c for c in [
           "included; main process on 1 torch thread). Expensive samples: 10 ms of simulated waiting "
           "(time.sleep) each; cheap: the tutorial's in-memory tensors. Holds if >= 1.3 for expensive samples "
           "and >= 1.0 in memory (workers never hurt); holds only for expensive samples if >= 1.3 there and "
-          "< 1.0 in memory; else refuted",
-          ("latency_ms", "latency_n", "latency_speedup_w2", "memory_n", "memory_speedup_w2", "cores"), _c12),
+          "< 1.0 in memory; else refuted. Wall-clock, 0 and 2 workers in interleaved rounds, the fastest epoch of "
+          "each; undecided (disturbed run) when every expensive-sample epoch of one of them waited more than 10% of "
+          "its time for a CPU, after up to 8 rounds",
+          ("latency_ms", "latency_n", "latency_speedup_w2", "memory_n", "memory_speedup_w2", "cores", "rounds",
+           "disturbed"), _c12, (CPU_WAIT,)),
     Claim("C13", "Feeds data to the model sequentially & efficiently each training step.",
           "sequential = every step's batch is the sampler's next B indices; efficiency, in the tutorial's words "
-          "(each training step) = steps/s of the tutorial's training loop fed by torch's DataLoader over the same "
-          "loop fed by permuting once and slicing, same run. Refuted if not sequential; holds if >= 0.5 (saying so "
-          "when the feed alone, without the model, is < 0.5 of the permute-and-slice bound); holds only when "
-          "per-sample work dominates if < 0.5",
+          "(each training step) = steps per CPU second (the loop's thread; best of 5 interleaved epochs) of the "
+          "tutorial's training loop fed by torch's DataLoader over the same loop fed by permuting once and slicing, "
+          "same run. Refuted if not sequential; holds if >= 0.5 (saying so when the feed alone, without the model, "
+          "is < 0.5 of the permute-and-slice bound); holds only when per-sample work dominates if < 0.5; undecided "
+          "(disturbed run) when DataLoader measured faster than the bound",
           ("steps", "out_of_order", "n", "batch_size", "dataloader_loop_samples_per_s",
-           "permute_slice_loop_samples_per_s", "dataloader_samples_per_s", "permute_slice_samples_per_s"), _c13),
+           "permute_slice_loop_samples_per_s", "dataloader_samples_per_s", "permute_slice_samples_per_s",
+           "disturbed"), _c13),
     Claim("C14", "Essential for mini-batch gradient descent, which improves convergence and training stability.",
           "refuted if mini-batch GD without any DataLoader reproduces DataLoader-fed training within the "
           "tolerance; else holds",
@@ -384,7 +384,7 @@ CLAIMS: dict[str, Claim] = {c.id: c for c in [
 
 def decide(claim_id: str, figures: Figures | None) -> tuple[str, str]:
     """The verdict and figure text for ``claim_id`` from this run's figures (with its reports' texts
-    appended, those whose figures were all recorded)."""
+    appended, those whose figures were all recorded); a disturbed run's verdict is undecided."""
     claim = CLAIMS[claim_id]
     figures = figures or {}
     missing = [k for k in claim.needs if k not in figures]
@@ -392,4 +392,7 @@ def decide(claim_id: str, figures: Figures | None) -> tuple[str, str]:
         return PENDING, "not measured in this run" if not figures else f"missing figures: {', '.join(missing)}"
     verdict, text = claim.decide(figures)
     shown = [r.text(figures) for r in claim.reports if all(k in figures for k in r.needs)]
+    if "disturbed" in claim.needs and figures["disturbed"] > 0:
+        verdict = f"{DISTURBED} (the figures would say: {verdict})"
+        shown.append(f"disturbed run: {int(figures['disturbed'])} disturbance check(s) failed, figures not trusted")
     return verdict, "; ".join([text, *shown])

@@ -1,5 +1,6 @@
 """What a measurement ran on, and how it shows progress: one CPU-name reader, one load-average
-reader, one storage describer (out-of-core benchmarks) and one progress bar for the commands
+reader, one storage describer (out-of-core benchmarks), one reader of the time a thread waited
+for a CPU (the disturbance check of timed claims) and one progress bar for the commands
 (``batchfeed compare``, ``batchfeed bench``)."""
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-__all__ = ["cpu_name", "load_average", "progress_bar", "storage_name"]
+__all__ = ["cpu_name", "cpu_wait", "load_average", "progress_bar", "storage_name"]
 
 
 def cpu_name() -> str:
@@ -31,6 +32,16 @@ def load_average() -> str:
         return " ".join(f"{x:.2f}" for x in os.getloadavg())
     except OSError:
         return "unknown"
+
+
+def cpu_wait() -> float | None:
+    """Seconds the calling thread has spent runnable but waiting for a CPU since it started (the
+    kernel's ``run_delay``, second field of ``/proc/thread-self/schedstat``); ``None`` where the OS
+    does not say. Other processes taking the cores show here, not in the thread's CPU time."""
+    try:
+        return int(Path("/proc/thread-self/schedstat").read_text().split()[1]) / 1e9
+    except (OSError, IndexError, ValueError):
+        return None
 
 
 def _read(path: Path) -> str | None:

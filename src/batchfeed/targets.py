@@ -17,6 +17,11 @@ from .throughput import Measurement
 #: ratio by 8%, 12% and 20% on three targets, and by 68% once on the bandwidth target (an outlier
 #: --check should and does fail).
 NOISE_MARGIN = 0.20
+#: A wall-clock epoch is clean when its measuring thread waited at most this fraction of it for a
+#: CPU (:func:`batchfeed.machine.cpu_wait`). Measured (issue 25, C12's epochs, main thread): 1-9%
+#: at load average 1-3, 7-21% at load 6 from other work, 8-37% under tools/stress.py's load, where
+#: the 2-worker speed-up fell from x1.7-1.9 to x1.32-1.40 in the runs whose every epoch waited 15%+.
+CLEAN_CPU_WAIT = 0.10
 
 # --- targets and the table -------------------------------------------------------------------
 
@@ -38,9 +43,11 @@ class Target:
         return 0.0 if self.met else 1 - self.value / self.target
 
 
-def disturbed(rows: Iterable[Measurement]) -> list[str]:
+def disturbed(rows: Iterable[Measurement], *, max_cpu_wait: float | None = None) -> list[str]:
     """What this run knows to be wrong: a DataLoader rival faster than permute + slice, or a cold
-    epoch whose files were still cached (more than :data:`COLD_RESIDENT_MAX`) when it started.
+    epoch whose files were still cached (more than :data:`COLD_RESIDENT_MAX`) when it started;
+    with ``max_cpu_wait``, also a wall-clock measurement every epoch of which waited longer than
+    that fraction of its time for a CPU (other processes had the cores: no epoch was clean).
 
     DataLoader does strictly more work per batch than the permute + slice bound (a
     ``__getitem__`` per sample and a collate, or a gather per batch, against one slice), in
@@ -57,6 +64,10 @@ def disturbed(rows: Iterable[Measurement]) -> list[str]:
         if rival.startswith("dataloader") and bound is not None and m.ratio_to(bound) > 1 + NOISE_MARGIN:
             out.append(f"{group} {dev} F={f} B={b}: {m.label} measured at {m.ratio_to(bound):.2f}x the permute + "
                        "slice bound, which does strictly less work")
+    if max_cpu_wait is not None:
+        out += [f"{m.group} N={m.n} B={m.batch_size}: {m.label}: every one of its {len(m.seconds)} epochs waited "
+                f"{m.least_cpu_wait:.0%} or more of its time for a CPU (clean: <= {max_cpu_wait:.0%})" for m in rows
+                if m.clock == "wall" and m.least_cpu_wait is not None and m.least_cpu_wait > max_cpu_wait]
     return out
 
 

@@ -35,7 +35,7 @@ from torch.utils.data import DataLoader, Dataset
 from ._checks import check_positive_int
 from .datasets import make_seed_data
 from .loader import TensorLoader
-from .machine import cpu_name
+from .machine import cpu_name, cpu_wait
 from .training import make_model, train
 
 __all__ = [
@@ -49,6 +49,7 @@ __all__ = [
     "measure_epochs",
     "seeded_generator",
     "synchronize",
+    "timed",
     "training_epoch_function",
 ]
 
@@ -266,10 +267,13 @@ def training_epoch_function(rival: str, data: BenchData, batch_size: int = 32, *
 
 @dataclass
 class Measurement:
-    """Wall times of one rival's epochs on one configuration.
+    """Times of one rival's epochs on one configuration.
 
     ``samples_per_s`` and ``gb_per_s`` use the best (shortest) epoch: on a noisy machine
-    the minimum is the least disturbed estimate of what the code costs.
+    the minimum is the least disturbed estimate of what the code costs. ``clock`` says which
+    time the best is taken from: ``"wall"`` (``seconds``), or ``"cpu"`` (``cpu_seconds``, the
+    measuring thread's CPU time: the work of a loop that runs in that thread, which other
+    processes taking the core do not change; for CPU-device work with torch on one thread).
     """
 
     group: str                 # "epoch" or "training"
@@ -285,10 +289,22 @@ class Measurement:
     #: Cold-cache runs (batchfeed.outofcore): the fraction of the files' pages still in the page
     #: cache after they were dropped, before each timed epoch (0.0: the epoch started cold).
     resident: list[float] = field(default_factory=list)
+    #: Per timed epoch: the measuring thread's CPU seconds, and its seconds waiting for a CPU
+    #: (:func:`batchfeed.machine.cpu_wait`; empty where the OS does not say).
+    cpu_seconds: list[float] = field(default_factory=list)
+    cpu_wait: list[float] = field(default_factory=list)
+    clock: str = "wall"
 
     @property
     def best(self) -> float:
-        return min(self.seconds)
+        return min(self.cpu_seconds if self.clock == "cpu" else self.seconds)
+
+    @property
+    def least_cpu_wait(self) -> float | None:
+        """The smallest fraction of an epoch's wall time spent waiting for a CPU (None: not known)."""
+        if not self.cpu_wait:
+            return None
+        return min(w / s for w, s in zip(self.cpu_wait, self.seconds))
 
     @property
     def samples_per_s(self) -> float:
@@ -308,6 +324,18 @@ class Measurement:
         return d
 
 
+def timed(fn: Callable[[], Any], m: Measurement) -> Any:
+    """Call ``fn()`` once and append its wall time, this thread's CPU time and its wait for a CPU to ``m``."""
+    w0, t0, c0 = cpu_wait(), time.perf_counter(), time.thread_time()
+    out = fn()
+    c1, t1, w1 = time.thread_time(), time.perf_counter(), cpu_wait()
+    m.seconds.append(t1 - t0)
+    m.cpu_seconds.append(c1 - c0)
+    if w0 is not None and w1 is not None:
+        m.cpu_wait.append(w1 - w0)
+    return out
+
+
 def measure_epochs(
     data: BenchData,
     batch_size: int,
@@ -318,15 +346,19 @@ def measure_epochs(
     training: bool = False,
     seed: int = 0,
     on_epoch: Callable[[str], None] | None = None,
+    clock: str = "wall",
 ) -> dict[str, Measurement]:
     """Time one epoch of each rival, ``repeats`` times, rounds interleaved across rivals.
 
     ``rivals`` defaults to all of :data:`RIVALS`, or of :data:`TRAINING_RIVALS` with
     ``training=True`` (the rivals then feed the tutorial's training loop). Each rival's
     first ``warmup`` epochs are not timed. ``on_epoch(rival)`` is called after every epoch
-    (progress display).
+    (progress display). Every timed epoch's wall time, CPU time and wait for a CPU are kept
+    (:func:`timed`); ``clock`` (``"wall"`` or ``"cpu"``) says which the rates use.
     """
     check_positive_int("repeats", repeats)
+    if clock not in ("wall", "cpu"):
+        raise ValueError(f"clock must be 'wall' or 'cpu', got {clock!r}")
     table = TRAINING_RIVALS if training else RIVALS
     rivals = list(table) if rivals is None else list(rivals)
     unknown = [r for r in rivals if r not in table]
@@ -335,7 +367,7 @@ def measure_epochs(
     make = training_epoch_function if training else epoch_function
     fns = {r: make(r, data, batch_size, seed=seed) for r in rivals}
     out = {r: Measurement("training" if training else "epoch", r, table[r], data.n, data.features, batch_size,
-                          str(data.device), data.epoch_bytes, 0) for r in rivals}
+                          str(data.device), data.epoch_bytes, 0, clock=clock) for r in rivals}
     step = on_epoch or (lambda _r: None)
     for r in rivals:
         for _ in range(warmup):
@@ -343,9 +375,7 @@ def measure_epochs(
             step(r)
     for _ in range(repeats):
         for r in rivals:
-            t0 = time.perf_counter()
-            out[r].samples = fns[r]()
-            out[r].seconds.append(time.perf_counter() - t0)
+            out[r].samples = timed(fns[r], out[r])
             step(r)
     return out
 

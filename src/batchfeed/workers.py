@@ -10,9 +10,9 @@ and the measurement behind claim C12 ("workers speed up training").
   (``time.sleep``: I/O-like waiting, which releases the CPU).
 * :class:`NamedSampleErrors` wraps a dataset so that an exception raised while loading
   sample ``i`` says so, also when it crosses a worker process.
-* :func:`training_epoch`, :func:`epoch_time` and :func:`worker_speedups` run and time one
-  training epoch fed by a ``DataLoader`` with ``num_workers`` workers; the C12 claim test
-  and the benchmark (spec/bench/test_bench_workers.py) both use them.
+* :func:`training_epoch`, :func:`epoch_time`, :func:`worker_epochs` and :func:`worker_speedups`
+  run and time one training epoch fed by a ``DataLoader`` with ``num_workers`` workers; the
+  C12 claim test and the benchmark (spec/bench/test_bench_workers.py) use them.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from ._checks import check_positive_int
+from .throughput import Measurement, timed
 
 __all__ = [
     "NamedSampleErrors",
@@ -37,6 +38,7 @@ __all__ = [
     "epoch_time",
     "seed_worker",
     "training_epoch",
+    "worker_epochs",
     "worker_speedups",
 ]
 
@@ -200,6 +202,48 @@ def epoch_time(dataset: Dataset, num_workers: int, **kwargs: Any) -> float:
     return time.perf_counter() - start
 
 
+def worker_epochs(
+    dataset: Dataset,
+    workers: Sequence[int] = (0, 2),
+    *,
+    rounds: int = 1,
+    max_rounds: int | None = None,
+    max_cpu_wait: float | None = None,
+    **kwargs: Any,
+) -> dict[int, Measurement]:
+    """Wall times of a :func:`training_epoch` (``kwargs`` go to it) with each of ``workers``
+    workers, in interleaved rounds (0, 2, 0, 2, ...: load that comes and goes hits every
+    configuration alike); per configuration a :class:`~batchfeed.throughput.Measurement` whose
+    ``best`` is its fastest epoch, with each epoch's CPU time and wait for a CPU (main thread).
+
+    ``rounds`` rounds are taken; with ``max_cpu_wait`` and ``max_rounds``, more (up to
+    ``max_rounds`` in all) while a configuration has no clean epoch, one that waited at most
+    ``max_cpu_wait`` of its time for a CPU. The clock starts before ``iter(loader)`` (worker
+    start-up counted). An untimed epoch over the first two batches runs first, so one-off
+    start-up costs are not charged to whichever configuration happens to be timed first.
+    """
+    check_positive_int("rounds", rounds)
+    limit = rounds if max_rounds is None else max_rounds
+    if limit < rounds:
+        raise ValueError(f"max_rounds ({max_rounds}) must be at least rounds ({rounds})")
+    # The process's first epoch pays one-off costs (lazy imports, first collate).
+    few = Subset(dataset, range(min(len(dataset), 2 * kwargs.get("batch_size", 32))))  # type: ignore[arg-type]
+    epoch_time(few, 0, **kwargs)
+    b = kwargs.get("batch_size", 32)
+    rows = {w: Measurement("workers", f"w{w}", f"{w} workers" if w else "no workers", len(dataset),  # type: ignore[arg-type]
+                           kwargs.get("features") or 0, b, "cpu", 0, 0) for w in sorted(set(workers))}
+    def unclean() -> bool:
+        return max_cpu_wait is not None and any(
+            m.least_cpu_wait is not None and m.least_cpu_wait > max_cpu_wait for m in rows.values())
+
+    for k in range(limit):
+        if k >= rounds and not unclean():
+            break
+        for w, m in rows.items():
+            m.samples = timed(training_epoch(dataset, w, **kwargs), m)
+    return rows
+
+
 def worker_speedups(
     dataset: Dataset,
     workers: Sequence[int] = (0, 1, 2, 4),
@@ -209,19 +253,13 @@ def worker_speedups(
 ) -> dict[int, float]:
     """Speed-up of a training epoch with ``w`` workers over ``num_workers=0``, for each ``w``.
 
-    Each configuration is timed ``rounds`` times by :func:`epoch_time` (``kwargs`` go to
-    it) and its fastest time kept; the result maps ``w`` to ``time(0) / time(w)`` (> 1:
-    workers help; < 1: they slow the epoch down). ``0`` is always measured. An untimed
-    epoch over the first two batches runs first, so one-off start-up costs are not
-    charged to whichever configuration happens to be timed first.
+    Each configuration is timed ``rounds`` times, rounds interleaved, by :func:`worker_epochs`
+    (``kwargs`` go to it) and its fastest time kept; the result maps ``w`` to
+    ``time(0) / time(w)`` (> 1: workers help; < 1: they slow the epoch down). ``0`` is always
+    measured.
     """
-    check_positive_int("rounds", rounds)
-    # One untimed epoch over a few batches first: the process's first epoch pays one-off
-    # costs (lazy imports, first collate), which would be charged to num_workers=0.
-    few = Subset(dataset, range(min(len(dataset), 2 * kwargs.get("batch_size", 32))))  # type: ignore[arg-type]
-    epoch_time(few, 0, **kwargs)
-    times = {w: min(epoch_time(dataset, w, **kwargs) for _ in range(rounds)) for w in sorted({0, *workers})}
-    return {w: times[0] / times[w] for w in workers}
+    rows = worker_epochs(dataset, (0, *workers), rounds=rounds, **kwargs)
+    return {w: rows[0].best / rows[w].best for w in workers}
 
 
 def cpu_count() -> int:
