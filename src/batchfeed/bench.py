@@ -342,7 +342,7 @@ def _peer_report(args: argparse.Namespace, f: int, b: int, report: dict) -> list
     for key, r in report.items():
         if not all(q["exactly_once"] for q in r["qualities"]):
             args.peer_failures.append(f"F={f} B={b} {key}: an epoch did not yield each sample exactly once")
-    return [f"peers' epochs, F={f} B={b} (order checked in every epoch, warm and cold):", *describe(report), ""]
+    return [f"peers' epochs, F={f} B={b} (order checked in every epoch, page cache warm):", *describe(report), ""]
 
 
 def _run_scale(args: argparse.Namespace, out: Any, rows: list[Measurement]) -> list[Measurement]:
