@@ -28,6 +28,7 @@ from torch.utils.data import BatchSampler, DataLoader, RandomSampler, Subset, ra
 from batchfeed import TensorLoader
 from batchfeed.sources import NpyDataset, SourceError, write_npy_dataset
 from batchfeed.sources import rows as rows_module
+from batchfeed.sources import uring as uring_module
 from batchfeed.transforms import Compose, GaussianNoise, Normalize, RandomFlip
 from spec.conformance.test_resume_model import STEPS, resume_machine
 from spec.npy_loader import as_npy
@@ -145,9 +146,44 @@ class CountingPreadv:
 
 @pytest.fixture
 def preadv(monkeypatch) -> CountingPreadv:
+    """``os.preadv`` counted, and the reads made with it (not ``io_uring``)."""
     counter = CountingPreadv()
     monkeypatch.setattr(os, "preadv", counter)
+    monkeypatch.setattr(rows_module, "BACKEND", "preadv")
     return counter
+
+
+def _uring_works() -> bool:
+    try:
+        uring_module.ring()
+    except OSError:
+        return False
+    return True
+
+
+@pytest.mark.skipif(not _uring_works(), reason="io_uring refused by this kernel (pread_rows falls back to os.preadv)")
+@given(indices=st.lists(st.integers(-1000, 999), max_size=300), max_gap=st.sampled_from([0, 20, 4096]),
+       iov_max=st.sampled_from([3, 4, 1024]))
+@settings(max_examples=40)
+def test_io_uring_reads_are_the_preadv_reads(tutorial_files, indices, max_gap, iov_max):
+    """Through io_uring: the same reads (count) as one os.preadv each, the same batch as the memory map."""
+    ds = NpyDataset(*tutorial_files, mmap=False, max_gap_bytes=max_gap)
+    h = ds._headers[0]
+    plan = rows_module.plan_rows(rows_module.batch_indices(indices, len(ds), ds))
+    got = {}
+    old = rows_module.BACKEND, rows_module.IOV_MAX
+    try:
+        rows_module.IOV_MAX = iov_max
+        for backend in ("uring", "preadv"):
+            rows_module.BACKEND = backend
+            got[backend] = rows_module.pread_rows(ds._files()[0], h.path, h.offset, h.shape[1:], h.dtype, plan,
+                                                  max_gap_bytes=max_gap)
+    finally:
+        rows_module.BACKEND, rows_module.IOV_MAX = old
+        ds.close()
+    assert got["uring"][1] == got["preadv"][1]
+    expected = NpyDataset(*tutorial_files).read_batch(indices)[0].numpy()
+    assert np.array_equal(got["uring"][0], expected) and np.array_equal(got["preadv"][0], expected)
 
 
 @pytest.mark.parametrize(("rows", "max_gap", "reads_per_file"), [
@@ -192,10 +228,11 @@ def test_preadv_batches_equal_the_memory_maps_whatever_the_rows(tutorial_files, 
         return real(fd, buffers, offset)
 
     rows_module.IOV_MAX, os.preadv = iov_max, preadv
+    backend, rows_module.BACKEND = rows_module.BACKEND, "preadv"
     try:
         got = NpyDataset(*tutorial_files, mmap=False, max_gap_bytes=max_gap).read_batch(indices)
     finally:
-        rows_module.IOV_MAX, os.preadv = old, real
+        rows_module.IOV_MAX, os.preadv, rows_module.BACKEND = old, real, backend
     assert max(widest, default=0) <= iov_max, f"a preadv with {max(widest)} buffers, IOV_MAX {iov_max}"
     expected = NpyDataset(*tutorial_files).read_batch(indices)
     assert all(a.dtype == b.dtype and a.shape == b.shape and torch.equal(a, b) for a, b in zip(got, expected))

@@ -16,7 +16,8 @@ from typing import Any
 
 import torch
 
-from .argtypes import OneLineParser, device, directory, output_file, positive_float, positive_int
+from .argtypes import (OneLineParser, device, directory, non_negative_int, output_file, positive_float,
+                       positive_int)
 from .gather import gather_profile
 from .machine import load_average as _loadavg
 from .machine import progress_bar, storage_name
@@ -145,6 +146,7 @@ def build_parser(prog: str = "batchfeed bench") -> argparse.ArgumentParser:
                         "samples/s, peak RSS and peak private memory (issue 15, '10 GB for real'); the data is deleted after")
     o.add_argument("--budget", type=positive_int, metavar="MIB", default=256,
                    help="with --scale: the private-memory budget in MiB each epoch runs under (RLIMIT_DATA; default 256)")
+    _peer_arguments(o)
     p.add_argument("--training", dest="training", action="store_true", default=True,
                    help="also time one training epoch of the tutorial's model at F=3, B=32 (default); with "
                         "--out-of-core, the tutorial's model trained from the files, with and without reading ahead")
@@ -164,6 +166,15 @@ def build_parser(prog: str = "batchfeed bench") -> argparse.ArgumentParser:
     p.add_argument("--json", type=output_file, metavar="PATH", default=None, help="also write every measurement to PATH as JSON")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     return p
+
+
+def _peer_arguments(o: Any) -> None:
+    o.add_argument("--no-peers", dest="peers", action="store_false", default=True,
+                   help="with --out-of-core, skip the peers (litdata, mosaicml-streaming: each converted with its own "
+                        "writer, then fed with the page cache warm; a peer not installed is skipped with a line "
+                        "naming its extra)")
+    o.add_argument("--peer-workers", type=non_negative_int, nargs="+", default=[0, 2], metavar="W",
+                   help="the peers' DataLoader worker counts (default 0 2)")
 
 
 def _defaults(args: argparse.Namespace) -> argparse.Namespace:
@@ -259,18 +270,23 @@ def _run_ooc(args: argparse.Namespace, out: Any, rows: list[Measurement]) -> lis
     total = len(args.features) * len(args.batch_size) * len(args.cache) * per_config * (args.repeats + warmup)
     bar = _Progress(total, "bench", args.progress)
     profiles: dict[str, dict[str, float]] = {}
+    peer_lines: list[str] = []
     try:
         for f in args.features:
             files = make_files(folder / f"F{f}", args.n, f)
             for b in args.batch_size:
+                extra, also, report = _peers(args, files, folder / f"F{f}" / f"peers-B{b}", b, out)
                 for cache in args.cache:
                     bar.desc = f"F={f} B={b} {cache}"
-                    rows.extend(measure_files(files, b, cold=cache == "cold", rivals=args.rivals,
-                                              repeats=args.repeats, warmup=warmup, on_epoch=bar.step).values())
+                    warm = cache == "warm"  # peers warm only: litdata keeps its chunk mapped (see _peers)
+                    rows.extend(measure_files(files, b, cold=not warm, rivals=args.rivals, extra=extra if warm else None,
+                                              also_drop=also if warm else (), repeats=args.repeats, warmup=warmup,
+                                              on_epoch=bar.step).values())
                     if args.training:
                         bar.desc = f"training F={f} B={b} {cache}"
                         rows.extend(measure_overlap(files, b, cold=cache == "cold", repeats=args.repeats,
                                                     on_epoch=bar.step).values())
+                peer_lines += _peer_report(args, f, b, report)
                 if args.profile:
                     profiles[f"F={f} B={b}"] = read_profile(files, b, repeats=args.repeats)
                     profiles[f"F={f} B={b} prefetch memory"] = prefetch_memory(files, b)
@@ -279,6 +295,8 @@ def _run_ooc(args: argparse.Namespace, out: Any, rows: list[Measurement]) -> lis
         if not args.dir:
             shutil.rmtree(folder, ignore_errors=True)
     print(format_table(rows), file=out, end="")
+    for line in peer_lines:
+        print(line, file=out)
     for config, prof in profiles.items():
         if config.endswith("prefetch memory"):
             print(f"\nreading ahead, {config.removesuffix(' prefetch memory')}, N={args.n:,}, preadv, 1 MiB reads, a "
@@ -292,6 +310,33 @@ def _run_ooc(args: argparse.Namespace, out: Any, rows: list[Measurement]) -> lis
     print(f"load average at end {_loadavg()} (other processes share these cores: compare ratios, not times)", file=out)
     _write_json(args, rows, {"meta": {"storage": storage, "folder": str(folder)}, "profiles": profiles})
     return rows
+
+
+def _peers(args: argparse.Namespace, files: Any, folder: Path, b: int, out: Any) -> tuple[dict, list, dict]:
+    """The peers' rivals (batchfeed.peers), converted into ``folder``; none with --no-peers.
+
+    Measured with the page cache warm only: litdata 0.2.76 keeps its chunk file memory-mapped after
+    its loader and dataset are gone (``/proc/self/maps`` after ``gc.collect()``), so its pages
+    cannot be dropped in this process (``mincore``: 100% resident after the drop)."""
+    if not args.peers:
+        return {}, [], {}
+    if "cold" in args.cache:
+        print("peers: page cache warm only (litdata keeps its chunk mapped after its loader is gone, so a drop "
+              "leaves it 100% resident: no cold epoch of it can be measured in this process)", file=out)
+    from .peers import peer_rivals
+    return peer_rivals(files, folder, b, workers=tuple(args.peer_workers), train=args.training,
+                       say=lambda line: print(line, file=out, flush=True))
+
+
+def _peer_report(args: argparse.Namespace, f: int, b: int, report: dict) -> list[str]:
+    """The peers' order lines; an epoch that did not yield each sample exactly once goes to ``args.peer_failures``."""
+    from .peers import describe
+    if not report:
+        return []
+    for key, r in report.items():
+        if not all(q["exactly_once"] for q in r["qualities"]):
+            args.peer_failures.append(f"F={f} B={b} {key}: an epoch did not yield each sample exactly once")
+    return [f"peers' epochs, F={f} B={b} (order checked in every epoch, page cache warm):", *describe(report), ""]
 
 
 def _run_scale(args: argparse.Namespace, out: Any, rows: list[Measurement]) -> list[Measurement]:
@@ -324,10 +369,11 @@ def main(argv: Sequence[str] | None = None, prog: str = "batchfeed bench") -> in
     if args.scale is not None and args.check:
         parser.error("argument --check: not with --scale (the scale run has no target ratio to check; "
                      "--check applies to the ratio tables of bench and bench --out-of-core)")
+    args.peer_failures = []
     rows = run(args)
     if not args.check:
         return 0
-    failed = check_failures(rows)
+    failed = check_failures(rows) + args.peer_failures
     for line in failed:
         print(f"{prog} --check: {line}", file=sys.stderr)
     return 1 if failed else 0

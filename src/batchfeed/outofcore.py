@@ -158,13 +158,15 @@ def ooc_epoch(name: str, files: OocFiles, batch_size: int, *, seed: int = 0) -> 
 
 def measure_files(files: OocFiles, batch_size: int, *, cold: bool, rivals: Sequence[str] | None = None,
                   repeats: int = 3, warmup: int = 1, seed: int = 0,
-                  on_epoch: Callable[[str], None] | None = None, extra: dict | None = None) -> dict[str, Measurement]:
+                  on_epoch: Callable[[str], None] | None = None, extra: dict | None = None,
+                  also_drop: Sequence[str | os.PathLike] = ()) -> dict[str, Measurement]:
     """Time one epoch of each rival ``repeats`` times, rounds interleaved across rivals.
 
     Warm: after ``warmup`` untimed epochs per rival (which also bring the files into the page
     cache). Cold: before every timed epoch the rival's files are closed and the files' pages
     dropped; the fraction still resident goes to ``Measurement.resident``. ``extra``: more rivals,
-    ``{key: (label, close, epoch)}`` as :func:`ooc_epoch` returns them (batchfeed.blockread's).
+    ``{key: (label, close, epoch)}`` as :func:`ooc_epoch` returns them (batchfeed.blockread's,
+    batchfeed.peers'); ``also_drop``: more files whose pages a cold epoch drops (a peer's copy).
     """
     check_positive_int("repeats", repeats)
     extra = extra or {}
@@ -183,7 +185,7 @@ def measure_files(files: OocFiles, batch_size: int, *, cold: bool, rivals: Seque
             if cold:  # every rival's maps closed: the kernel keeps any page some map still holds
                 for close, _epoch in fns.values():
                     close()
-                out[r].resident.append(max(drop(files.paths).values()))
+                out[r].resident.append(max(drop([*files.paths, *also_drop]).values()))
             epoch = fns[r][1]
             t0 = time.perf_counter()
             out[r].samples = epoch()

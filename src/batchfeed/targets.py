@@ -84,8 +84,11 @@ OOC_TARGETS = [
     ("ooc-warm", "tensorloader_mmap", "batches_memmap", 0.8, "memmap batched-gather bound"),
     ("ooc-warm", "tensorloader_mmap", "dataloader_mmap", 20.0, "DataLoader(NpyDataset)"),
     ("ooc-cold", "tensorloader_mmap", "batches_take", 0.8, "random-batch read bound (memmap)"),
-    ("ooc-cold", "tensorloader_pread", "batches_pread", 0.8, "random-batch read bound (preadv)"),
+    ("ooc-cold", "tensorloader_pread", "batches_pread", 1.0, "random-batch read bound (preadv)"),
+    ("ooc-warm", "tensorloader_pread", "tensorloader_mmap", 0.5, "TensorLoader through the memory map"),
 ]
+#: Issue 23: TensorLoader (memory map) against each peer's best configuration with the page cache warm.
+PEER_TARGET = 5.0
 #: A cold epoch that started with more of its files cached than this did not start cold.
 COLD_RESIDENT_MAX = 0.05
 
@@ -98,7 +101,21 @@ def _ooc_targets(by: dict) -> list[Target]:
             if (group, rival) == (g, r) and other is not None:
                 cache = group.removeprefix("ooc-")
                 out.append(Target(f"{dev} {cache} cache F={f} B={b}: {m.label} / {what}", m.ratio_to(other), target))
+        if (group, rival) == ("ooc-warm", "tensorloader_mmap"):
+            out += _peer_targets(by, m, dev, f, b)
     return out
+
+
+def _peer_targets(by: dict, m: Measurement, dev: str, f: int, b: int) -> list[Target]:
+    """TensorLoader / each peer's fastest feeding configuration (any workers, no training), warm."""
+    best: dict[str, Measurement] = {}
+    for (group, d, f2, b2, rival), p in by.items():
+        if (group, d, f2, b2) == ("ooc-warm", dev, f, b) and rival.startswith("peer_") and not rival.endswith("_train"):
+            peer = rival.split("_")[1]
+            if peer not in best or p.samples_per_s > best[peer].samples_per_s:
+                best[peer] = p
+    return [Target(f"{dev} warm cache F={f} B={b}: {m.label} / {p.label} (the peer's best)", m.ratio_to(p), PEER_TARGET)
+            for _peer, p in sorted(best.items())]
 
 
 def check_targets(rows: Iterable[Measurement]) -> list[Target]:

@@ -7,7 +7,9 @@ Two back ends:
 * ``os.preadv``: the rows are read sorted (file order, each row once), then put back in the
   caller's order with one in-memory gather; rows that are adjacent in the file, or at most
   ``max_gap_bytes`` apart, are read with one call (the bytes between them go to a scratch
-  buffer), so sequential and block-shuffled batches take a few reads, not one per row.
+  buffer), so sequential and block-shuffled batches take a few reads, not one per row. The
+  reads are planned with numpy and made together through ``io_uring``
+  (:mod:`batchfeed.sources.uring`), or one ``os.preadv`` each where it is refused.
 
 Nothing here knows about datasets; :class:`~batchfeed.sources.NpyDataset` calls it.
 """
@@ -24,9 +26,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from . import uring
 from ._common import SourceError
 
-__all__ = ["IOV_MAX", "MAX_GAP_BYTES", "RowPlan", "batch_indices", "map_rows", "native", "plan_rows", "pread_rows",
+__all__ = ["IOV_MAX", "MAX_GAP_BYTES", "ReadPlan", "RowPlan", "batch_indices", "map_rows", "native", "plan_reads", "plan_rows", "pread_rows",
            "take_rows"]
 
 #: Bytes between two wanted rows that a preadv reads and throws away rather than making a
@@ -124,42 +127,134 @@ def take_rows(mapped: torch.Tensor | np.ndarray, indices: np.ndarray) -> torch.T
 def pread_rows(fd: int, path: Path, offset: int, shape: Sequence[int], dtype: np.dtype, plan: RowPlan, *,
                max_gap_bytes: int = MAX_GAP_BYTES) -> tuple[np.ndarray, int]:
     """The planned rows of the C-ordered array stored at byte ``offset`` of ``fd``, in the caller's
-    order, and how many ``preadv`` calls read them.
+    order, and how many reads (``readv``s) read them.
 
-    Rows at most ``max_gap_bytes`` apart share a call (the gap lands in a scratch buffer).
-    Raises :class:`SourceError` naming ``path`` and the row if the file ends early.
+    Rows at most ``max_gap_bytes`` apart share a read (the gap lands in a scratch buffer), with at
+    most :data:`IOV_MAX` buffers per read. The reads are planned with numpy (:func:`plan_reads`),
+    then made all at once through ``io_uring`` (:mod:`batchfeed.sources.uring`: one system call
+    per 1024 reads, the GIL released), or one ``os.preadv`` each where ``io_uring`` cannot be
+    used or :data:`BACKEND` says ``"preadv"``.
+    Raises :class:`SourceError` naming ``path`` and the rows if the file ends early.
     """
     rows, where = plan.distinct_rows()
     out = np.empty((len(rows), *shape), dtype=dtype)
-    if not len(rows):
-        return out, 0
-    flat = out.reshape(len(rows), -1).view(np.uint8)
-    row_bytes = flat.shape[1]
-    gap_rows = max_gap_bytes // row_bytes
-    skip = (rows[1:] - rows[:-1] - 1).tolist()          # rows between neighbours (sorted, distinct: >= 0)
-    starts = [k + 1 for k, s in enumerate(skip) if s]   # where a run of adjacent rows starts
-    edges = [0, *starts, len(rows)]
-    scratch = memoryview(bytearray(min(gap_rows, max(skip, default=0)) * row_bytes))
-    calls, bufs, first, size = 0, [], 0, 0
-    for p in range(len(edges) - 1):
-        a, b = edges[p], edges[p + 1]
-        gap = skip[a - 1] if p else 0
-        if bufs and (gap > gap_rows or len(bufs) + 2 > IOV_MAX):
-            _preadv(fd, bufs, offset + int(rows[first]) * row_bytes, size, path, (int(rows[first]), int(rows[a - 1])))
-            calls, bufs, size = calls + 1, [], 0
-        if not bufs:
-            first = a
-        elif gap:
-            bufs.append(scratch[:gap * row_bytes])
-            size += gap * row_bytes
-        bufs.append(flat[a:b])
-        size += (b - a) * row_bytes
-    _preadv(fd, bufs, offset + int(rows[first]) * row_bytes, size, path, (int(rows[first]), int(rows[-1])))
-    return plan.restore(out if where is None else out.take(where.reshape(-1), axis=0)), calls + 1
+    row_bytes = out.itemsize * int(np.prod(shape, dtype=np.int64))
+    if not len(rows) or not row_bytes:
+        return plan.restore(out if where is None else out.take(where.reshape(-1), axis=0)), 0
+    reads = plan_reads(rows, row_bytes, max_gap_bytes // row_bytes, IOV_MAX)
+    scratch = np.empty(reads.scratch_rows * row_bytes, dtype=np.uint8)
+    iov = reads.iovecs(out.ctypes.data, scratch.ctypes.data, row_bytes)
+    offsets = offset + reads.first_row * row_bytes
+    r = _ring()
+    if r is not None:
+        got = r.readv(fd, offsets.astype(np.uint64), iov, reads.counts.astype(np.uint32))
+    else:
+        got = _preadv_each(fd, offsets, iov, reads.counts, out, scratch)
+    bad = np.flatnonzero(got != reads.nbytes(row_bytes))
+    if len(bad):
+        _short(path, reads, int(bad[0]), int(got[bad[0]]), row_bytes)
+    return plan.restore(out if where is None else out.take(where.reshape(-1), axis=0)), len(offsets)
 
 
-def _preadv(fd: int, bufs: list, at: int, size: int, path: Path, span: tuple[int, int]) -> None:
-    got = os.preadv(fd, bufs, at)
-    if got != size:
-        raise SourceError(f"{str(path)!r}: reading rows {span[0]} to {span[1]}: short read ({got} of {size} bytes); "
-                          "was the file truncated?")
+@dataclass(frozen=True)
+class ReadPlan:
+    """The reads of sorted distinct ``rows``: ``pieces`` runs of adjacent rows (``start``: index of
+    a piece's first row in ``rows``, ``size``: its rows), the gap in rows before each piece that
+    is read into scratch (0 where a new read begins), and which piece each read starts at."""
+
+    rows: np.ndarray
+    start: np.ndarray
+    size: np.ndarray
+    gap: np.ndarray
+    new_read: np.ndarray
+
+    @property
+    def first_row(self) -> np.ndarray:
+        return self.rows[self.start[self.new_read]]
+
+    @property
+    def counts(self) -> np.ndarray:
+        """Buffers per read: its pieces, plus a scratch buffer before each piece but the first."""
+        firsts = np.flatnonzero(self.new_read)
+        per_piece = 1 + (~self.new_read).astype(np.int64)
+        return np.add.reduceat(per_piece, firsts)
+
+    @property
+    def scratch_rows(self) -> int:
+        return int(self.gap.max(initial=0))
+
+    def nbytes(self, row_bytes: int) -> np.ndarray:
+        firsts = np.flatnonzero(self.new_read)
+        lasts = np.concatenate((firsts[1:], [len(self.start)])) - 1
+        last_row = self.rows[self.start[lasts] + self.size[lasts] - 1]
+        return (last_row - self.rows[self.start[firsts]] + 1) * row_bytes
+
+    def iovecs(self, out: int, scratch: int, row_bytes: int) -> np.ndarray:
+        """``(address, length)`` of every buffer, read by read: gaps into ``scratch``, pieces into
+        ``out`` (the rows' buffer, row ``k`` at ``out + k * row_bytes``)."""
+        has_gap = ~self.new_read
+        at = np.arange(len(self.start)) + np.cumsum(has_gap)     # each piece's buffer index
+        iov = np.empty((len(self.start) + int(has_gap.sum()), 2), dtype=np.uint64)
+        iov[at, 0] = out + self.start.astype(np.uint64) * row_bytes
+        iov[at, 1] = self.size.astype(np.uint64) * row_bytes
+        iov[at[has_gap] - 1, 0] = scratch
+        iov[at[has_gap] - 1, 1] = self.gap[has_gap].astype(np.uint64) * row_bytes
+        return iov
+
+
+def plan_reads(rows: np.ndarray, row_bytes: int, gap_rows: int, iov_max: int) -> ReadPlan:
+    """The reads of ``rows`` (sorted, distinct, non-empty): rows at most ``gap_rows`` apart share a
+    read, with at most ``iov_max`` buffers (pieces and gaps) per read. No loop over rows."""
+    skip = rows[1:] - rows[:-1] - 1
+    start = np.concatenate(([0], np.flatnonzero(skip) + 1))
+    size = np.diff(np.concatenate((start, [len(rows)])))
+    gap = np.concatenate(([0], skip[start[1:] - 1]))
+    far = gap > gap_rows
+    far[0] = True
+    group = np.cumsum(far) - 1                                 # reads before splitting by iov_max
+    rank = np.arange(len(start)) - np.flatnonzero(far)[group]  # a piece's place in its group
+    new_read = rank % max(1, (iov_max + 1) // 2) == 0
+    return ReadPlan(rows, start, size, np.where(new_read, 0, gap), new_read)
+
+
+#: How :func:`pread_rows` reads: ``"auto"`` (``io_uring`` where it works, else ``os.preadv``),
+#: ``"uring"`` or ``"preadv"``; from ``BATCHFEED_PREAD`` at import.
+BACKEND = os.environ.get("BATCHFEED_PREAD", "auto")
+_URING_FAILED: list[OSError] = []
+
+
+def _ring() -> Any:
+    if BACKEND == "preadv" or (_URING_FAILED and BACKEND == "auto"):
+        return None
+    try:
+        return uring.ring()
+    except OSError as e:
+        if BACKEND == "uring":
+            raise
+        _URING_FAILED.append(e)
+        return None
+
+
+def _preadv_each(fd: int, offsets: np.ndarray, iov: np.ndarray, counts: np.ndarray, out: np.ndarray,
+                 scratch: np.ndarray) -> np.ndarray:
+    """The reads one ``os.preadv`` each (buffers as views of ``out`` and ``scratch``)."""
+    flat, spare = memoryview(out.reshape(-1).view(np.uint8)), memoryview(scratch)
+    base, sbase = out.ctypes.data, scratch.ctypes.data
+    lo = (iov[:, 0].astype(np.int64) - np.where(iov[:, 0] == sbase, sbase, base)).tolist()
+    ln = iov[:, 1].astype(np.int64).tolist()
+    is_gap = (iov[:, 0] == sbase).tolist() if len(scratch) else [False] * len(ln)
+    got, k = [], 0
+    for off, c in zip(offsets.tolist(), counts.tolist()):
+        bufs = [(spare if is_gap[j] else flat)[lo[j]:lo[j] + ln[j]] for j in range(k, k + c)]
+        got.append(os.preadv(fd, bufs, off))
+        k += c
+    return np.asarray(got, dtype=np.int64)
+
+
+def _short(path: Path, reads: ReadPlan, i: int, got: int, row_bytes: int) -> None:
+    first = int(reads.first_row[i])
+    size = int(reads.nbytes(row_bytes)[i])
+    if got < 0:
+        raise SourceError(f"{str(path)!r}: reading rows from {first}: {os.strerror(-got)}")
+    raise SourceError(f"{str(path)!r}: reading rows {first} to {first + size // row_bytes - 1}: short read "
+                      f"({got} of {size} bytes); was the file truncated?")
