@@ -168,7 +168,7 @@ def _uring_works() -> bool:
 def test_io_uring_reads_are_the_preadv_reads(tutorial_files, indices, max_gap, iov_max):
     """Through io_uring: the same reads (count) as one os.preadv each, the same batch as the memory map."""
     ds = NpyDataset(*tutorial_files, mmap=False, max_gap_bytes=max_gap)
-    h = ds._headers[0]
+    h = ds.headers[0]
     plan = rows_module.plan_rows(rows_module.batch_indices(indices, len(ds), ds))
     got = {}
     old = rows_module.BACKEND, rows_module.IOV_MAX
@@ -176,7 +176,7 @@ def test_io_uring_reads_are_the_preadv_reads(tutorial_files, indices, max_gap, i
         rows_module.IOV_MAX = iov_max
         for backend in ("uring", "preadv"):
             rows_module.BACKEND = backend
-            got[backend] = rows_module.pread_rows(ds._files()[0], h.path, h.offset, h.shape[1:], h.dtype, plan,
+            got[backend] = rows_module.pread_rows(ds.open_files()[0], h.path, h.offset, h.shape[1:], h.dtype, plan,
                                                   max_gap_bytes=max_gap)
     finally:
         rows_module.BACKEND, rows_module.IOV_MAX = old

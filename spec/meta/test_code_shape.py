@@ -140,10 +140,6 @@ def test_no_import_circle_among_batchfeed_modules():
 OTHERS_PRIVATE_ALLOWED = {
     # the standard library's only hook that runs before threading joins its threads (loader/prefetch.py says why)
     "batchfeed.loader.prefetch:93 threading._register_atexit",
-    # issue 22, left: outofcore.py (another branch's file at the time) opens NpyDataset's files itself
-    "batchfeed.outofcore:125 ds._files",
-    "batchfeed.outofcore:126 ds._headers",
-    "batchfeed.outofcore:212 ds._files",
 }
 
 

@@ -122,8 +122,8 @@ def _bound_epoch(name: str, files: OocFiles, batch_size: int, seed: int) -> Call
     def batches() -> int:
         if name == "batches_pread":
             ds = NpyDataset(*files.paths, mmap=False)
-            fds = ds._files()
-            heads = ds._headers
+            fds = ds.open_files()
+            heads = ds.headers
             for i in range(0, n, b):
                 plan = plan_rows(perm[i:i + b])
                 for fd, h in zip(fds, heads):
@@ -211,7 +211,7 @@ def read_profile(files: OocFiles, batch_size: int, *, repeats: int = 3, seed: in
 
     def takes(sort: bool) -> Callable[[], None]:
         def run() -> None:
-            tx, ty = ds._files()
+            tx, ty = ds.open_files()
             for i in range(0, n, b):
                 idx = torch.from_numpy(perm[i:i + b])
                 if sort:

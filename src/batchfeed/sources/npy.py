@@ -119,6 +119,16 @@ class NpyDataset(SourceDataset):
                 except OSError:
                     pass
 
+    @property
+    def headers(self) -> tuple[Any, Any]:
+        """The parsed ``.npy`` headers of the features and labels files (path, data offset, shape, dtype)."""
+        return self._headers
+
+    def open_files(self) -> tuple[Any, Any]:
+        """This process's open features and labels files: two memory maps (``mmap=True``) or two file
+        descriptors (``mmap=False``), opened on first use and kept until :meth:`close`."""
+        return self._files()
+
     def _files(self) -> tuple[Any, Any]:
         with _OPENING:  # reader threads (TensorLoader's prefetch) may ask at once; open once
             if self._open is None:
