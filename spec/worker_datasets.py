@@ -76,20 +76,27 @@ class DyingDataset(Dataset):
     """``n`` samples ``i``; loading sample ``bad`` in a worker process ends that process.
 
     ``how`` is an exit code (``os._exit(code)``) or ``"SIGKILL"`` (what the kernel's OOM
-    killer sends). In the main process it raises ``RuntimeError`` instead: a test must
-    never end the pytest process itself.
+    killer sends). In the process that built the dataset (the test's) it raises
+    ``RuntimeError`` instead: a test must never end the pytest process itself.
+
+    "Which process am I in" is the process id recorded at construction, not
+    ``get_worker_info() is None``: a loader's worker processes need not set worker info,
+    and the fixture must not decide the test's outcome for them (a loader whose workers
+    leave it unset would otherwise raise here instead of dying, hiding how it handles a
+    dead worker). Any other process, worker of any loader, ends.
     """
 
     def __init__(self, n: int, bad: int, how: int | str) -> None:
         self.n, self.bad, self.how = n, bad, how
+        self.owner_pid = os.getpid()
 
     def __len__(self) -> int:
         return self.n
 
     def __getitem__(self, i: int) -> int:
         if i == self.bad:
-            if get_worker_info() is None:
-                raise RuntimeError("DyingDataset refuses to end the main process; use num_workers > 0")
+            if os.getpid() == self.owner_pid:
+                raise RuntimeError("DyingDataset refuses to end the process that built it; use num_workers > 0")
             # Let this worker's queue feeder thread finish sending its previous batch first.
             # A process killed in the middle of that write leaves a torn message in the result
             # pipe that all workers share, and the main process then fails with EOFError (or an
@@ -176,3 +183,89 @@ def write_noise_pngs(root: Path, n: int, side: int = 128, seed: int = 0) -> None
     for i in range(n):
         pixels = torch.randint(0, 256, (side, side, 3), generator=g, dtype=torch.uint8).numpy()
         Image.fromarray(pixels, "RGB").save(root / f"c{i % 2}" / f"{i:05d}.png")
+
+
+class SamplesOf(Dataset):
+    """``n`` samples ``make(i)``: a map-style dataset of whatever ``make`` builds (``make`` a
+    module-level function, so that worker processes can import it under any start method)."""
+
+    def __init__(self, n: int, make) -> None:
+        self.n, self.make = n, make
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: int):
+        return self.make(i)
+
+
+#: What a worker's ``worker_init_fn`` was called with (set in the worker; None in the main process).
+INIT_WORKER_ID: list[int] = []
+
+
+def record_worker_id(worker_id: int) -> None:
+    """A ``worker_init_fn`` that remembers the id it was called with, in the worker process."""
+    INIT_WORKER_ID.append(worker_id)
+
+
+class WorkerInfoProbe(Dataset):
+    """Sample ``i`` is a tensor ``[i, pid, info.id, info.num_workers, info.seed, torch.initial_seed(),
+    is info.dataset a copy of self (1/0), worker_init_fn calls so far, last worker_init_fn id]``,
+    as seen in the process that loads it (-1 for what is unset: no worker info, no init call).
+
+    ``served`` counts the samples this copy of the dataset has loaded (it lives on in a
+    persistent worker), returned as the last column.
+    """
+
+    COLUMNS = ("i", "pid", "id", "num_workers", "seed", "initial_seed", "is_copy", "init_calls", "init_id", "served")
+
+    def __init__(self, n: int) -> None:
+        self.n, self.served, self.owner_pid = n, 0, os.getpid()
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        info = get_worker_info()
+        self.served += 1
+        fields = [-1, -1, -1, -1] if info is None else [info.id, info.num_workers, info.seed,
+                                                         int(info.dataset is self and os.getpid() != self.owner_pid)]
+        init = INIT_WORKER_ID[-1] if INIT_WORKER_ID else -1
+        return torch.tensor([i, os.getpid(), *fields[:3], torch.initial_seed(), fields[3], len(INIT_WORKER_ID), init,
+                             self.served], dtype=torch.int64)
+
+
+class SlowAt(Dataset):
+    """``n`` samples ``i``; loading sample ``slow`` first sleeps ``seconds`` (a stalled read)."""
+
+    def __init__(self, n: int, slow: int, seconds: float) -> None:
+        self.n, self.slow, self.seconds = n, slow, seconds
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: int) -> int:
+        if i == self.slow:
+            time.sleep(self.seconds)
+        return i
+
+
+class RangeStream(torch.utils.data.IterableDataset):
+    """An iterable-style dataset of ``n`` samples ``i`` (int64 tensors), in order.
+
+    With ``shard=True`` each worker yields only the samples ``i`` with ``i % num_workers ==
+    id`` (the sharding torch's IterableDataset docs show); without, every worker yields all.
+    ``sized``: whether it has ``__len__`` (``n``).
+    """
+
+    def __init__(self, n: int, shard: bool = False) -> None:
+        self.n, self.shard = n, shard
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __iter__(self):
+        info = get_worker_info()
+        if self.shard and info is not None:
+            return (torch.tensor(i) for i in range(info.id, self.n, info.num_workers))
+        return (torch.tensor(i) for i in range(self.n))

@@ -288,3 +288,24 @@ def test_lazy_dataset_resumes_mid_epoch(make_loader, tmp_path, num_workers):
     assert len(got) == len(expected), f"{len(got)} batches after resuming, expected {len(expected)}"
     for k, ((x, y), (xe, ye)) in enumerate(zip(got, expected)):
         assert torch.equal(y, ye) and torch.equal(x, xe), f"batch {k}: labels {y.tolist()}, expected {ye.tolist()}"
+
+
+@ORDER
+@pytest.mark.parametrize("used", ["after-an-epoch", "mid-epoch"])
+def test_state_loaded_into_a_used_loader_resumes_like_a_fresh_one(make_loader, order, used):
+    """load_state_dict() into a loader already iterated (a whole epoch, or part of one with its iterator still open) resumes exactly as a fresh loader would."""
+    setup, stop = Setup(make_loader, order, N, B, False), Point(1, 2)
+    expected = reference(setup)
+    _, state = segment(setup.make(), None, stop)
+    loader = setup.make()
+    if used == "after-an-epoch":
+        list(loader)
+    else:
+        it = iter(loader)
+        next(it)
+        next(it)
+    loader.load_state_dict(state)
+    part, _ = segment(loader, stop, None)
+    head = {e: expected[e] for e in range(stop.epoch)} | {stop.epoch: expected[stop.epoch][:stop.after]}
+    joined = [head.get(e, []) + part.get(e, []) for e in range(EPOCHS)]
+    assert_resumes_exactly(joined, expected, first_resume=stop, setup=setup)

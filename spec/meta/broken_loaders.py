@@ -9,6 +9,8 @@ load_state_dict (spec/meta/test_resume_model_finds_deviation.py).
 from __future__ import annotations
 
 import itertools
+import queue
+import threading
 
 import torch
 from torch.utils.data import DataLoader, RandomSampler, Sampler
@@ -30,6 +32,9 @@ __all__ = [
     "resume_restarts_the_epoch",
     "resume_ignores_the_generator_state",
     "state_dict_is_live",
+    "replaces_collate_fn",
+    "reseeds_at_construction",
+    "hangs_when_a_worker_dies",
 ]
 
 
@@ -157,6 +162,55 @@ def refuses_generator(dataset, batch_size=1, shuffle=None, sampler=None, batch_s
                       timeout=timeout, worker_init_fn=worker_init_fn, multiprocessing_context=multiprocessing_context,
                       prefetch_factor=prefetch_factor, persistent_workers=persistent_workers,
                       pin_memory_device=pin_memory_device, in_order=in_order)
+# --- the three deviations of real loaders the suite once missed (issue 20) ------------------
+
+def replaces_collate_fn(dataset, **kw):
+    """Batches with default_collate whatever collate_fn it is given (a user's collate_fn is
+    kept only with batch_size=None, where nothing is batched)."""
+    if kw.get("batch_size", 1) is not None or kw.get("batch_sampler") is not None:
+        kw.pop("collate_fn", None)
+    return DataLoader(dataset, **kw)
+
+
+def reseeds_at_construction(dataset, **kw):
+    """Seeds torch's global RNG and rewinds the generator it is given to its seed when built,
+    "for reproducibility": the next loader's shuffle order, and the caller's draws, repeat."""
+    torch.manual_seed(0)
+    generator = kw.get("generator")
+    if generator is not None:
+        generator.manual_seed(generator.initial_seed())
+    return DataLoader(dataset, **kw)
+
+
+_END = object()
+
+
+class hangs_when_a_worker_dies:  # noqa: N801 - named by what it breaks
+    """DataLoader iterated on a thread of its own, batches handed over a queue; the thread
+    drops any error (a dead worker's included), so the caller waits for the next batch forever."""
+
+    def __init__(self, dataset, **kw) -> None:
+        self.loader = DataLoader(dataset, **kw)
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def __iter__(self):
+        batches: queue.Queue = queue.Queue()
+
+        def feed() -> None:
+            try:
+                for batch in self.loader:
+                    batches.put(batch)
+                batches.put(_END)
+            except Exception:  # noqa: BLE001 - the defect: the error never reaches the caller
+                pass
+
+        threading.Thread(target=feed, daemon=True).start()
+        while (batch := batches.get()) is not _END:
+            yield batch
+
+
 # --- resumable loaders with a broken state_dict / load_state_dict ------------------------
 
 class resume_restarts_the_epoch(TensorLoader):  # noqa: N801 - named by what it breaks
