@@ -248,9 +248,8 @@ def location(name: str, path: str, diff: str) -> str:
     """``file:line`` of the first line a mutant changes, in the unmutated copy."""
     import ast
 
-    mangled = name.rpartition("__mutmut_")[0].rpartition(".")[2].removeprefix("x").lstrip("_ǁ").split("ǁ")
-    if name.rpartition(".")[2].startswith("x_"):
-        mangled = [name.rpartition("__mutmut_")[0].rpartition(".")[2].removeprefix("x_")]
+    func = name.rpartition("__mutmut_")[0].rpartition(".")[2]  # xǁClassǁmethod or x_function
+    mangled = func.removeprefix("xǁ").split("ǁ") if func.startswith("xǁ") else [func.removeprefix("x_")]
     tree = ast.parse((WORKDIR / path).read_text())
     nodes = tree.body
     node = None
@@ -284,39 +283,50 @@ def report(elapsed: float | None) -> bool:
         codes.update(json.loads(meta.read_text())["exit_code_by_key"])
     unchecked = [n for n in sample["names"] if codes.get(n) is None]  # not tested yet (a run under way, stopped)
     status = {n: mutation._status(codes[n]) for n in sample["names"] if codes.get(n) is not None}
-    equivalents = {n: e for n, e in load_equivalents().items() if n in status}
+    listed = {n: e for n, e in load_equivalents().items() if n in status}
     diffs = {n: get_diff_for_mutant(n, path=where[n]) for n, st in status.items() if st not in mutation.KILLED}
-    stale = [f"{n}: listed but {status[n]}" for n in equivalents if status[n] in mutation.KILLED]
-    stale += [f"{n}: now mutates {mutation.added_lines(diffs[n])}" for n, e in equivalents.items()
-              if n in diffs and e["mutation"].strip() not in mutation.added_lines(diffs[n])]
-    equivalent = sorted(n for n, e in equivalents.items() if n in diffs and e.get("kind", "equivalent") == "equivalent")
+    stale = [f"{n}: listed as {e.get('kind', 'equivalent')} but {status[n]}" for n, e in listed.items()
+             if status[n] in mutation.KILLED and e.get("kind") != "hole"]
+    stale += [f"{n}: now mutates {mutation.added_lines(diffs[n])}" for n, e in listed.items()
+              if n in diffs and e["mutation"].strip() not in (mutation.added_lines(diffs[n]) or [""])]
+    kind = {n: listed[n].get("kind", "equivalent") if n in listed else "not classified" for n in diffs}
+    equivalent = sorted(n for n in diffs if kind[n] == "equivalent")
+    outside = sorted(n for n in diffs if kind[n] == "outside")
     killed = sorted(n for n, st in status.items() if st in mutation.KILLED)
-    survived = sorted(n for n in status if n not in killed and n not in equivalent)
+    survived = sorted(n for n in diffs if n not in equivalent)
     score = len(killed) / max(len(status) - len(equivalent), 1)
+    reach = len(killed) / max(len(status) - len(equivalent) - len(outside), 1)
     by_status: dict[str, int] = {}
     for st in status.values():
         by_status[st] = by_status.get(st, 0) + 1
+    by_kind = {k: sum(1 for n in survived if kind[n] == k) for k in sorted({kind[n] for n in survived})}
+    holes_killed = sorted(n for n, e in listed.items() if e.get("kind") == "hole" and status[n] in mutation.KILLED)
     import mutmut
 
     out = [f"# Mutation score: torch {torch_version()}'s data-loading code against spec/conformance", "",
            f"- files: {', '.join(FILES)} of torch/utils/data, copied as {PACKAGE} (tools/mutation_torch.py); "
            f"loader {LOADER}",
            f"- mutmut {mutmut.__version__}; HYPOTHESIS_PROFILE={os.environ.get('HYPOTHESIS_PROFILE', mutation.PROFILE)}; "
-           f"sample: {len(status)} of {sample['total']} mutants, seed {sample['seed']}",
+           f"sample: {len(status) + len(unchecked)} of {sample['total']} mutants, seed {sample['seed']}",
            f"- {datetime.date.today().isoformat()}, {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}, "
            + ("report only" if elapsed is None else f"run time {elapsed / 60:.1f} min"),
            f"- mutmut's verdicts: {', '.join(f'{k} {v}' for k, v in sorted(by_status.items()))}",
-           f"- sample {len(status)}, killed {len(killed)}, survived {len(survived)}, equivalent {len(equivalent)}: "
-           f"score {len(killed)}/{len(status) - len(equivalent)} = {score:.1%} (target {TARGET_SCORE:.0%})"
-           + (f"; {len(unchecked)} of the sample not tested yet" if unchecked else ""), ""]
+           f"- tested {len(status)}, killed {len(killed)}, survived {len(survived)}, equivalent {len(equivalent)}: "
+           f"**score {len(killed)}/{len(status) - len(equivalent)} = {score:.1%}** (target {TARGET_SCORE:.0%})"
+           + (f"; {len(unchecked)} of the sample not tested yet" if unchecked else ""),
+           f"- the survivors by kind: {', '.join(f'{k} {v}' for k, v in by_kind.items())}; without the "
+           f"{len(outside)} outside what a loader under --loader runs: {len(killed)}/"
+           f"{len(status) - len(equivalent) - len(outside)} = {reach:.1%}",
+           f"- holes listed in tools/mutation-torch-equivalents.toml and now killed: {len(holes_killed)}", ""]
     if stale:
         out += ["## Stale entries of tools/mutation-torch-equivalents.toml", ""] + [f"- {x}" for x in stale] + [""]
     out += ["## Survivors", ""]
     for n in survived:
-        why = f" ({equivalents[n].get('kind')}: {equivalents[n]['reason']})" if n in equivalents else ""
-        out += [f"### {n} ({status[n]}) {location(n, where[n], diffs[n])}", "",
-                f"- {why.strip(' ()') or 'not classified yet'}", "", "```diff", diffs[n], "```", ""]
-    out += ["## Equivalent", ""] + [f"- `{n}`: {equivalents[n]['reason']}" for n in equivalent]
+        why = f"{kind[n]}: {listed[n]['reason']}" if n in listed else kind[n]
+        out += [f"### {n} ({status[n]}) {location(n, where[n], diffs[n])}", "", f"- {why}", "",
+                "```diff", diffs[n], "```", ""]
+    out += ["## Equivalent", ""] + [f"- `{n}` {location(n, where[n], diffs[n])}: {listed[n]['reason']}" for n in equivalent]
+    out += ["", "## Holes now killed", ""] + [f"- `{n}`: {listed[n]['reason']}" for n in holes_killed]
     text = "\n".join(out) + "\n"
     (WORKDIR / "report.md").write_text(text)
     print(text)
