@@ -261,12 +261,17 @@ def location(name: str, path: str, diff: str) -> str:
     m = re.search(r"^@@ -(\d+)", diff, re.M)
     if node is None or m is None:
         return path
-    offset = int(m.group(1))
+    offset, removed = int(m.group(1)), ""
     for line in diff.split(m.group(0), 1)[1].splitlines()[1:]:
         if line.startswith("-"):
+            removed = line[1:].strip()
             break
         offset += 1
-    return f"{path.removeprefix('src/')}:{node.lineno - 1 + offset}"
+    guess = node.lineno - 1 + offset
+    # mutmut's function text may leave out comment blocks: find the removed line itself, nearest the guess
+    source = (WORKDIR / path).read_text().splitlines()
+    hits = [i + 1 for i in range(node.lineno - 1, node.end_lineno) if removed and source[i].strip() == removed]
+    return f"{path.removeprefix('src/')}:{min(hits, key=lambda h: abs(h - guess)) if hits else guess}"
 
 
 def report(elapsed: float | None) -> bool:
