@@ -58,6 +58,21 @@ def _unbatched_fails_with(kind):
     return check
 
 
+def sampler_dropped_unbatched(peer, ref):
+    assert ref == [4, [0, 4, 8, 12]], f"torch's DataLoader, batch_size=None, sampler [0, 4, 8, 12]: {ref}"
+    assert peer == [13, list(range(13))], f"the peer should drop the sampler and serve all 13 samples: {peer}"
+
+
+def empty_iterable_raises(peer, ref):
+    assert ref == [], f"torch's DataLoader over an empty IterableDataset gave {ref}"
+    assert isinstance(peer, str) and peer.startswith("ValueError"), f"the peer gave {peer!r}, expected ValueError"
+
+
+def non_tensor_batches_refused(peer, ref):
+    assert ref == [["sample 0", "sample 1"], ["sample 2", "sample 3"]], f"torch's DataLoader with a str collate_fn: {ref}"
+    assert isinstance(peer, str) and peer.startswith("TypeError") and "tensors" in peer, f"the peer gave {peer!r}"
+
+
 def no_len(peer, ref):
     assert ref == [3, 3], f"torch's DataLoader over 10 samples, batches of 4: [len, batches] {ref}"
     assert isinstance(peer[0], str) and peer[0].startswith("TypeError") and peer[1] == 3, f"WebLoader: {peer}"
@@ -82,6 +97,13 @@ def plain_batch_sampler_refused(peer, ref):
 def workers_change_order(peer, ref):
     assert ref[0] == ref[1], f"torch's DataLoader: workers 0 and 2 should give the same first batch: {ref}"
     assert peer[0] != peer[1], f"the peer gave the same first batch with 0 and 2 workers: {peer}"
+
+
+def other_permutation(peer, ref):
+    (order, draw), (ref_order, ref_draw) = peer, ref
+    assert _permutation(order, 10) and _permutation(ref_order, 10), f"not permutations of 0..9: {peer}, {ref}"
+    assert order != ref_order, f"the peer shuffled as torch's DataLoader does from the same generator: {order}"
+    assert draw != ref_draw, "the generator ended where torch's DataLoader leaves it"
 
 
 def later_epochs_differ(resumed, uninterrupted):
@@ -116,6 +138,13 @@ CASES = [
      "accelerate_skip_first_batches", lost_batch),
     ("accelerate/dispatcher_empty_epoch", "batchfeed.adapters:accelerate_dispatcher", None, empty_epoch_raises),
     ("accelerate/dispatcher_unbatched", "batchfeed.adapters:accelerate_dispatcher", None, _unbatched_fails_with("RuntimeError")),
+    ("accelerate/prepared_unbatched_sampler_len", "batchfeed.adapters:accelerate_prepared", None, sampler_dropped_unbatched),
+    ("accelerate/empty_iterable_dataset", "batchfeed.adapters:accelerate_prepared", None, empty_iterable_raises),
+    ("accelerate/empty_iterable_dataset", "batchfeed.adapters:accelerate_dispatcher", "accelerate_dispatcher",
+     empty_iterable_raises),
+    ("accelerate/empty_iterable_dataset", "batchfeed.adapters:accelerate_skip_first_batches", "accelerate_skip_first_batches",
+     empty_iterable_raises),
+    ("accelerate/dispatcher_non_tensor_batches", "batchfeed.adapters:accelerate_dispatcher", None, non_tensor_batches_refused),
     ("accelerate/skip_first_batches_unbatched", "batchfeed.adapters:accelerate_skip_first_batches", None,
      _unbatched_fails_with("TypeError")),
     ("lightning/ddp_ignores_generator", "batchfeed.adapters:fabric_ddp_world1", None, generator_ignored),
@@ -123,6 +152,8 @@ CASES = [
     ("lightning/ddp_refuses_plain_batch_sampler", "batchfeed.adapters:fabric_ddp_world1", None, plain_batch_sampler_refused),
     ("webdataset/no_len", "batchfeed.adapters:webdataset_webloader", None, no_len),
     ("torchdata/workers_change_order", "torchdata.stateful_dataloader:StatefulDataLoader", None, workers_change_order),
+    ("torchdata/other_permutation_than_dataloader", "torchdata.stateful_dataloader:StatefulDataLoader", None,
+     other_permutation),
     ("torchdata/shared_generator_resume", "torchdata.stateful_dataloader:StatefulDataLoader", None, later_epochs_differ),
     ("torchdata/own_sampler_not_restored", "torchdata.stateful_dataloader:StatefulDataLoader", None,
      resumed_epoch_not_a_permutation),

@@ -106,6 +106,10 @@ def _list(i):
     return [i, float(i)]
 
 
+def _list_of_numpy(i):
+    return [i, _numpy_array(i)]
+
+
 IDX = [0, 1, 2]
 
 # (sample maker, expected batch of samples IDX): the documented mapping, written out.
@@ -159,6 +163,7 @@ CONVERT = {
     "dict": (_dict, {"a": 1, "b": torch.tensor([1, 1.5], dtype=torch.float32)}),
     "namedtuple": (_namedtuple, Point(1, 1.0)),
     "tuple": (_tuple, [1, _tensor(1)]),  # a plain tuple comes back a list (torch: "Backwards compatibility")
+    "list-of-numpy": (_list_of_numpy, [1, torch.tensor([1, 1.5], dtype=torch.float32)]),
 }
 
 

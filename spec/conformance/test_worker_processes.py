@@ -142,3 +142,18 @@ def test_in_order_false_still_yields_every_batch_once(make_loader):
     loader = make_loader(SlowAt(24, slow=0, seconds=0.3), batch_size=3, num_workers=2, in_order=False)
     batches = sorted(b.tolist() for b in epoch(loader))
     assert batches == [list(range(k, k + 3)) for k in range(0, 24, 3)], f"in_order=False gave batches {batches}"
+
+
+@pytest.mark.parametrize("num_workers", [0, 2], ids=["main-process", "2-workers"])
+def test_pin_memory_keeps_the_batches(make_loader, num_workers):
+    """pin_memory=True yields the batches of pin_memory=False; with an accelerator they are in pinned memory (without one, DataLoader warns and leaves them unpinned)."""
+    ds = IndexedDataset(10)
+    expected = epoch(make_loader(ds, batch_size=4))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # no accelerator: "pin_memory ... no accelerator is found"
+        got = epoch(make_loader(ds, batch_size=4, pin_memory=True, num_workers=num_workers))
+    assert len(got) == len(expected)
+    for k, ((x, y), (xe, ye)) in enumerate(zip(got, expected)):
+        assert torch.equal(x, xe) and torch.equal(y, ye), f"batch {k}: pin_memory=True changed it: {y.tolist()} vs {ye.tolist()}"
+        if torch.accelerator.is_available():
+            assert x.is_pinned() and y.is_pinned(), f"batch {k} is not in pinned memory with pin_memory=True"
