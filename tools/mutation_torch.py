@@ -4,6 +4,7 @@
     python tools/mutation_torch.py run [--sample 400] [--seed 20] [--jobs 2]
     python tools/mutation_torch.py report                # rewrite the report of the last run
     python tools/mutation_torch.py run --mutant NAME     # re-test some mutants of the sample (repeatable)
+    python tools/mutation_torch.py run --resume          # test what a stopped run left untested
     tox -e mutation-torch                                # check, then run, in tox's environment
 
 The five files of the installed torch that make a DataLoader (FILES: ``dataloader.py``,
@@ -219,7 +220,7 @@ def mutmut_run(names: list[str], jobs: int) -> int:
 
 def run(args: argparse.Namespace) -> bool:
     start = datetime.datetime.now()
-    if not args.mutant:
+    if not (args.mutant or args.resume):
         prepare()
         # generates every mutant and mutmut's per-test coverage; tests the first mutant of fetch.py's functions
         if mutmut_run([f"{PACKAGE}._utils.fetch.*__mutmut_1"], args.jobs) != 0:
@@ -228,7 +229,13 @@ def run(args: argparse.Namespace) -> bool:
     (WORKDIR / "sample.json").write_text(json.dumps({"seed": args.seed, "size": args.sample, "total": len(all_mutants()),
                                                      "names": names}, indent=1))
     todo = args.mutant or names
-    if args.mutant:  # mutmut does not copy the tests again into an existing tree: refresh them
+    if args.resume:  # the sample's mutants a stopped run left untested
+        codes = {}
+        for name in FILES:
+            meta = WORKDIR / "mutants" / "src" / PACKAGE / f"{name}.meta"
+            codes.update(json.loads(meta.read_text())["exit_code_by_key"])
+        todo = [n for n in names if codes.get(n) is None]
+    if args.mutant or args.resume:  # mutmut does not copy the tests again into an existing tree: refresh them
         shutil.copytree(ROOT / "spec", WORKDIR / "mutants" / "spec", dirs_exist_ok=True)
     print(f"{len(all_mutants())} mutants; sample of {len(names)} (seed {args.seed}); testing {len(todo)}")
     if mutmut_run(todo, args.jobs) != 0:
@@ -345,6 +352,7 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=SEED, help=f"the sample's seed (default {SEED})")
     parser.add_argument("--jobs", type=int, default=2, help="mutants tested in parallel (default 2)")
     parser.add_argument("--mutant", action="append", default=[], help="re-test only this mutant (repeatable)")
+    parser.add_argument("--resume", action="store_true", help="test the sample's mutants a stopped run left untested")
     args = parser.parse_args()
     if args.command == "check":
         return 0 if check() else 1
