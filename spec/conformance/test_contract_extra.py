@@ -1,6 +1,7 @@
 """DataLoader promises that mutating torch's own data-loading code showed no test kept
 (tools/mutation_torch.py, docs/spec-strength.md): what ``batch_size=None`` does to numpy
-strings and lists, a batch of one numpy sample, an IterableDataset served unbatched.
+strings and lists, a batch of one numpy sample, an IterableDataset served unbatched, the
+random streams workers give a dataset's augmentations.
 
 Every test here runs against the loader under test (``--loader``); all need map-style or
 iterable datasets other than tensor datasets.
@@ -12,8 +13,10 @@ import numpy as np
 import pytest
 import torch
 
+from torch.utils.data import DataLoader
+
 from ..helpers import epoch
-from ..worker_datasets import RangeStream, SamplesOf
+from ..worker_datasets import AugmentedDataset, RangeStream, SamplesOf
 
 
 def _numpy_str(i):
@@ -80,3 +83,15 @@ def test_iterable_dataset_with_batch_size_none_yields_its_samples_one_by_one(mak
     items = epoch(make_loader(RangeStream(5), batch_size=None))
     assert [int(x) for x in items] == [0, 1, 2, 3, 4], f"samples {items!r}"
     assert all(torch.as_tensor(x).dim() == 0 for x in items), "a sample came with a batch dimension"
+
+
+def test_workers_give_augmentations_dataloaders_random_streams(make_loader):
+    """With 2 workers and a generator seed, each sample's torch, numpy and random draws are the ones torch's DataLoader gives it from the same seed (numpy seeded per worker from the base seed as DataLoader does)."""
+    def draws(factory) -> torch.Tensor:
+        loader = factory(AugmentedDataset(12), batch_size=3, num_workers=2, generator=torch.Generator().manual_seed(7))
+        return torch.cat([d for d, _, _ in loader])
+
+    got, expected = draws(make_loader), draws(DataLoader)
+    for k, name in enumerate(AugmentedDataset.RNGS):
+        assert torch.equal(got[:, k], expected[:, k]), (
+            f"{name} draws {got[:4, k].tolist()}..., but DataLoader's workers draw {expected[:4, k].tolist()}... from seed 7")
