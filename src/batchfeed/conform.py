@@ -201,6 +201,10 @@ def main(argv: Sequence[str] | None = None, prog: str = "batchfeed conform") -> 
     if "--" in argv:
         argv, extra = argv[:argv.index("--")], argv[argv.index("--") + 1:]
     args = build_parser(prog).parse_args(argv)
+    if args.loader.partition(":")[0].split(".")[0] == "spec":
+        print(f"{prog}: {args.loader}: a loader in a package named 'spec' clashes with the suite's own spec/ "
+              "(from a clone, run pytest spec/conformance --loader=... instead)", file=sys.stderr)
+        return 2
     missing = missing_dependencies()
     if missing:
         print(f"{prog}: needs {', '.join(missing)}, not installed: {INSTALL}", file=sys.stderr)
