@@ -170,9 +170,14 @@ def peer_results(peer: str) -> dict:
     return json.loads(line.removeprefix("@@results "))
 
 
+#: A spec/repro folder -> the batchfeed extra that brings its peer (the folder's name where they agree).
+EXTRAS = {"torch_geometric": "geometric", "torchdata": "resume", "batchfeed": "test"}
+
+
 def _require_peer(peer: str) -> None:
     if importlib.util.find_spec(peer) is None:
-        pytest.skip(f"{peer} is not installed (pip install 'batchfeed[{peer}]'): its reproductions cannot run")
+        pytest.skip(f"{peer} is not installed (pip install 'batchfeed[{EXTRAS.get(peer, peer)}]'): "
+                    "its reproductions cannot run")
 
 
 @pytest.mark.parametrize("case", CASES, ids=_case_id)
