@@ -21,6 +21,8 @@ PEERS = {
     "fabric_ddp_world1": ("lightning.fabric", "lightning"),
     "webdataset_webloader": ("webdataset", "webdataset"),
     "webdataset_webloader_with_length": ("webdataset", "webdataset"),
+    "accelerate_stateful": ("accelerate", "accelerate"),
+    "torchdata_nodes": ("torchdata.nodes", "nodes"),
 }
 
 
@@ -28,10 +30,33 @@ def test_every_adapter_is_listed():
     assert sorted(adapters.__all__) == sorted(PEERS)
 
 
+@pytest.mark.parametrize("name", sorted(PEERS))
+def test_every_adapter_names_the_libraries_it_wraps(name):
+    """``adapter.wraps`` names the distributions whose loader it builds (the versions batchfeed conform reports)."""
+    wraps = getattr(adapters, name).wraps
+    assert wraps and PEERS[name][1] in wraps + ("nodes",), f"{name}.wraps = {wraps}"
+
+
+@pytest.mark.uses_global_rng  # torchdata.nodes' Loader draws from torch's global RNG (a peer's behaviour, not fixed)
+def test_the_nodes_adapter_gives_dataloaders_batches():
+    """torchdata_nodes: the migration guide's Loader gives DataLoader's batches in order, and a permutation of them shuffled."""
+    pytest.importorskip("torchdata.nodes")
+    from torch.utils.data import DataLoader
+
+    ds = TensorDataset(torch.arange(10))
+    for kw in ({"batch_size": 3}, {"batch_size": 4, "drop_last": True}):
+        got = [b[0].tolist() for b in adapters.torchdata_nodes(ds, **kw)]
+        assert got == [b[0].tolist() for b in DataLoader(ds, **kw)], kw
+    shuffled = [b[0].tolist() for b in adapters.torchdata_nodes(ds, batch_size=5, shuffle=True,
+                                                                generator=torch.Generator().manual_seed(1))]
+    # Not DataLoader's order for the seed: DataLoader draws its base seed from the generator first.
+    assert sorted(sum(shuffled, [])) == list(range(10)) and [len(b) for b in shuffled] == [5, 5], shuffled
+
+
 def test_importing_the_module_imports_no_peer():
     """``import batchfeed.adapters`` needs none of the peers: their imports wait for a call."""
     code = ("import sys, batchfeed.adapters; "
-            "print(sorted(m for m in ('accelerate', 'lightning', 'webdataset') if m in sys.modules))")
+            "print(sorted(m for m in ('accelerate', 'lightning', 'webdataset', 'torchdata') if m in sys.modules))")
     import subprocess
 
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)

@@ -94,6 +94,12 @@ def plain_batch_sampler_refused(peer, ref):
     assert isinstance(peer, str) and peer.startswith("TypeError") and "sampler" in peer, f"the peer gave {peer!r}"
 
 
+def floats_become_float32(peer, ref):
+    assert ref == ["torch.float64", [0.1, 1.1]], f"torch's DataLoader over the floats 0.1, 1.1: {ref}"
+    assert peer[0] == "torch.float32" and peer[1] != ref[1], f"the peer should give float32 values: {peer}"
+    assert all(abs(a - b) < 1e-6 for a, b in zip(peer[1], ref[1])), f"the same values, rounded to float32: {peer}"
+
+
 def workers_change_order(peer, ref):
     assert ref[0] == ref[1], f"torch's DataLoader: workers 0 and 2 should give the same first batch: {ref}"
     assert peer[0] != peer[1], f"the peer gave the same first batch with 0 and 2 workers: {peer}"
@@ -159,6 +165,9 @@ CASES = [
      resumed_epoch_not_a_permutation),
     ("torchdata/failed_batch_skipped_on_resume", "torchdata.stateful_dataloader:StatefulDataLoader", None, failed_batch_skipped),
     ("batchfeed/npy_three_tensors", "spec.npy_loader:memmap", None, three_tensors_refused),
+    ("monai/unbatched_collates", "monai.data:DataLoader", None, _unbatched_fails_with("RuntimeError")),
+    ("torch_geometric/unbatched_collates", "torch_geometric.loader:DataLoader", None, _unbatched_fails_with("RuntimeError")),
+    ("torch_geometric/floats_become_float32", "torch_geometric.loader:DataLoader", None, floats_become_float32),
 ]
 
 
@@ -192,9 +201,14 @@ def peer_results(peer: str) -> dict:
     return json.loads(line.removeprefix("@@results "))
 
 
+#: A spec/repro folder -> the batchfeed extra that brings its peer (the folder's name where they agree).
+EXTRAS = {"torch_geometric": "geometric", "torchdata": "resume", "batchfeed": "test"}
+
+
 def _require_peer(peer: str) -> None:
     if importlib.util.find_spec(peer) is None:
-        pytest.skip(f"{peer} is not installed (pip install 'batchfeed[{peer}]'): its reproductions cannot run")
+        pytest.skip(f"{peer} is not installed (pip install 'batchfeed[{EXTRAS.get(peer, peer)}]'): "
+                    "its reproductions cannot run")
 
 
 @pytest.mark.parametrize("case", CASES, ids=_case_id)

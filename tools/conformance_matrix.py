@@ -17,6 +17,11 @@ printed output (``python -m spec.repro.<peer>.<name>``) and its consequence for 
     python tools/conformance_matrix.py                       # writes docs/conformance.md
     python tools/conformance_matrix.py --out /tmp/c.md --check docs/conformance.md
 
+A block between ``<!-- torch-drift:begin -->`` and ``<!-- torch-drift:end -->`` in the file written
+to (another tool's section) is kept verbatim, at the end of the regenerated file; ``--check``
+compares it too, like everything else between the stable markers. ``--only LOADER`` reruns one
+row for trying (it does not write docs/conformance.md unless ``--out`` says so).
+
 ``--check FILE`` compares the parts between ``<!-- stable -->`` markers (matrix counts, failures,
 declarations, deviations and their reproductions' output; not dates, machine or timings) with
 FILE's and exits 1 with a diff when they differ. Exit status 1 also when a loader has failures
@@ -64,10 +69,31 @@ LOADERS = [
     ("webdataset WebLoader", "batchfeed.adapters:webdataset_webloader", "spec/loaders/webdataset-webloader.txt"),
     ("webdataset WebLoader + with_length", "batchfeed.adapters:webdataset_webloader_with_length",
      "spec/loaders/webdataset-webloader-with-length.txt"),
+    ("streaming StreamingDataLoader", "streaming:StreamingDataLoader", "spec/loaders/streaming-dataloader.txt"),
+    # Not yet declared (issue 21, left for the next session): batchfeed.adapters:torchdata_nodes
+    # (51 failures) and batchfeed.adapters:accelerate_stateful (44), see docs/conformance.md.
+    ("PyG DataLoader", "torch_geometric.loader:DataLoader", "spec/loaders/torch-geometric-dataloader.txt"),
+    ("MONAI DataLoader", "monai.data:DataLoader", "spec/loaders/monai-dataloader.txt"),
 ]
-PACKAGES = ["torch", "torchdata", "accelerate", "lightning", "webdataset", "hypothesis", "pytest"]
+PACKAGES = ["torch", "torchdata", "accelerate", "lightning", "webdataset", "mosaicml-streaming", "torch-geometric",
+            "monai", "hypothesis", "pytest"]
 OUTCOMES = ["pass", "deviation", "unsupported", "skip", "fail"]
 STABLE, END_STABLE = "<!-- stable -->", "<!-- /stable -->"
+KEEP_BEGIN, KEEP_END = "<!-- torch-drift:begin -->", "<!-- torch-drift:end -->"
+
+
+def kept_block(text: str) -> str:
+    """The torch-drift block of an existing file, markers included ('' when it has none)."""
+    begin, end = text.find(KEEP_BEGIN), text.find(KEEP_END)
+    return text[begin:end + len(KEEP_END)] if 0 <= begin < end else ""
+
+
+def with_kept_block(text: str, block: str) -> str:
+    """``text`` with ``block`` placed inside the stable section, just before its end marker."""
+    if not block:
+        return text
+    i = text.rfind(END_STABLE)
+    return text[:i] + block + "\n\n" + text[i:]
 
 
 @dataclass
@@ -277,7 +303,8 @@ def main(argv: list[str] | None = None) -> int:
               flush=True)
     named = sorted({repro for _, loader, file in chosen for _, _, repro in read_declarations(file, loader).deviations if repro})
     repros = {repro: repro_output(repro) for repro in named}
-    text = render(runs, time.perf_counter() - start, repros)
+    previous = a.out.read_text() if a.out.is_file() else (a.check.read_text() if a.check is not None else "")
+    text = with_kept_block(render(runs, time.perf_counter() - start, repros), kept_block(previous))
     want = stable(a.check.read_text()) if a.check is not None else None  # read before --out may overwrite it
     a.out.parent.mkdir(parents=True, exist_ok=True)
     a.out.write_text(text)

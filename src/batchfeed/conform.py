@@ -5,12 +5,19 @@ It runs the installed suite (the package ``batchfeed_spec``) under pytest in a f
 from the suite's own folder and configuration, so nothing in the folder it is started from
 changes the run. The exit status is pytest's: 0 only when every test passed, or skipped for a
 feature the loader's deviations file declares unsupported, or failed as a declared known
-deviation.
+deviation. It needs pytest, hypothesis and Pillow (``pip install "batchfeed[conform]"``); without
+one it names it and exits 2.
+
+Test ids are spelled as in a clone, ``spec/conformance/test_<area>.py::test_name[params]``,
+everywhere: the suite runs from a scratch folder where ``spec`` is the installed suite, so
+pytest's own output, the report and a declarations file use the same id, and an id can be passed
+after ``--`` to run just that test.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import subprocess
@@ -28,6 +35,15 @@ from .argtypes import OneLineParser, loader, output_file
 __all__ = ["main", "outcomes", "render"]
 
 OUTCOMES = ("pass", "known deviation", "unsupported", "skipped", "fail")
+#: What the installed suite imports beyond batchfeed's own dependencies: module -> distribution.
+NEEDS = {"pytest": "pytest", "hypothesis": "hypothesis", "PIL": "pillow"}
+INSTALL = 'pip install "batchfeed[conform]"'
+SUITE_PATH = "spec/conformance"
+
+
+def missing_dependencies() -> list[str]:
+    """The distributions the suite needs that are not installed (found without importing them)."""
+    return [dist for module, dist in NEEDS.items() if importlib.util.find_spec(module) is None]
 
 
 def shipped_deviations() -> dict[str, Path]:
@@ -66,8 +82,9 @@ def outcomes(junit: Path) -> list[dict[str, str]]:
     """Each test of the run: ``{"id", "area", "outcome", "reason"}`` from pytest's JUnit XML."""
     rows = []
     for case in ET.parse(junit).iter("testcase"):
-        module = case.get("classname", "").rpartition(".")[2]
-        row = {"id": f"{module}.py::{case.get('name')}", "area": module.removeprefix("test_"),
+        classname = case.get("classname", "")
+        module = classname.rpartition(".")[2]
+        row = {"id": f"{test_path(classname)}::{case.get('name')}", "area": module.removeprefix("test_"),
                "outcome": "pass", "reason": ""}
         for child in case:
             message = (child.get("message") or "").strip()
@@ -83,12 +100,23 @@ def outcomes(junit: Path) -> list[dict[str, str]]:
     return rows
 
 
+def test_path(classname: str) -> str:
+    """A JUnit classname (``spec.conformance.test_batching``) as the path a test id starts with."""
+    parts = classname.split(".")
+    if "conformance" in parts:
+        parts = parts[parts.index("conformance"):]
+    return "/".join(["spec", *parts]) + ".py"
+
+
 def versions(loader_spec: str) -> dict[str, str]:
-    """torch's, batchfeed's and the loader's package's versions."""
+    """torch's, batchfeed's, the loader's package's and the libraries it wraps (an adapter's ``wraps``)."""
+    from .loaders import resolve
+
     top = loader_spec.partition(":")[0].split(".")[0]
-    dists = metadata.packages_distributions().get(top, [])
+    dists = list(metadata.packages_distributions().get(top, []))
+    dists += [d for d in getattr(resolve(loader_spec), "wraps", ()) if d not in dists]
     out = {}
-    for name in ("torch", "batchfeed", *dists):
+    for name in dict.fromkeys(("torch", "batchfeed", *dists)):
         try:
             out[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
@@ -96,19 +124,41 @@ def versions(loader_spec: str) -> dict[str, str]:
     return out
 
 
-def render(loader_spec: str, rows: list[dict[str, str]], vers: dict[str, str], path: Path) -> str:
+def unsupported_features(rows: list[dict[str, str]]) -> list[str]:
+    """The declared unsupported features that skipped tests of this run, from the skip reasons."""
+    prefix = "declared unsupported: "
+    return sorted({r["reason"].removeprefix(prefix).partition(":")[0] for r in rows
+                   if r["outcome"] == "unsupported" and r["reason"].startswith(prefix)})
+
+
+def verdict(code: int, rows: list[dict[str, str]]) -> str:
+    """What the run means, in words: conforms (with how many declared deviations and unsupported features) or not."""
+    c = Counter(r["outcome"] for r in rows)
+    if code != 0 or not rows:
+        return (f"does not conform: {c.get('fail', 0)} failed" if c.get("fail") else
+                f"no verdict: pytest exited {code}" + (" without running a test" if not rows else ""))
+    features = unsupported_features(rows)
+    deviations = c.get("known deviation", 0)
+    return (f"conforms, with {deviations} declared deviation{'s' * (deviations != 1)} and {len(features)} unsupported "
+            f"feature{'s' * (len(features) != 1)}" + (f" ({', '.join(features)}: {c['unsupported']} tests skipped)"
+                                                       if features else ""))
+
+
+def render(loader_spec: str, rows: list[dict[str, str]], vers: dict[str, str], path: Path, code: int = 0) -> str:
     """The report as Markdown, or JSON for a ``.json`` path."""
     if path.suffix == ".json":
-        return json.dumps({"loader": loader_spec, "versions": vers, "counts": Counter(r["outcome"] for r in rows),
-                           "results": rows}, indent=2) + "\n"
+        return json.dumps({"loader": loader_spec, "verdict": verdict(code, rows), "exit": code, "versions": vers,
+                           "counts": Counter(r["outcome"] for r in rows), "results": rows}, indent=2) + "\n"
     areas = sorted({r["area"] for r in rows})
-    lines = [f"# Conformance of `{loader_spec}`", "",
+    lines = [f"# Conformance of `{loader_spec}`", "", f"**{verdict(code, rows)}** (exit {code}).", "",
              "Versions: " + ", ".join(f"{k} {v}" for k, v in vers.items()), "",
              "| area | " + " | ".join(OUTCOMES) + " |", "|---|" + "---:|" * len(OUTCOMES)]
     for area in areas:
         c = Counter(r["outcome"] for r in rows if r["area"] == area)
         lines.append(f"| {area} | " + " | ".join(str(c.get(o, 0)) for o in OUTCOMES) + " |")
-    lines += ["", "## Every behaviour", "", "| test | outcome | reason |", "|---|---|---|"]
+    lines += ["", "## Every behaviour", "",
+              "A test id here is the one pytest prints and a declarations file names.", "",
+              "| test | outcome | reason |", "|---|---|---|"]
     lines += [f"| `{r['id']}` | {r['outcome']} | {r['reason'].replace('|', '/')} |" for r in rows]
     return "\n".join(lines) + "\n"
 
@@ -120,9 +170,13 @@ def run(args: argparse.Namespace, extra: Sequence[str]) -> tuple[int, list[dict[
     suite = Path(batchfeed_spec.__file__).parent
     with tempfile.TemporaryDirectory() as tmp:
         junit = Path(tmp) / "junit.xml"
-        cmd = [sys.executable, "-m", "pytest", str(suite / "conformance"), "-c", str(suite / "conform.ini"),
-               "--rootdir", str(suite), "-p", "batchfeed.pytest_plugin", f"--loader={args.loader}",
-               "-p", "no:cacheprovider", f"--junitxml={junit}", *extra]
+        # The scratch folder's spec/ is the installed suite: ids read spec/conformance/... as in a clone.
+        (Path(tmp) / "spec").symlink_to(suite, target_is_directory=True)
+        selected = [_as_suite_path(a) for a in extra if _is_test_path(a)]
+        rest = [a for a in extra if not _is_test_path(a)]
+        cmd = [sys.executable, "-m", "pytest", *(selected or [SUITE_PATH]), "-c", str(suite / "conform.ini"),
+               "--rootdir", tmp, "-p", "batchfeed.pytest_plugin", f"--loader={args.loader}",
+               "-p", "no:cacheprovider", f"--junitxml={junit}", *rest]
         if args.deviations is not None:
             cmd.append(f"--loader-deviations={args.deviations.resolve()}")
         # From a scratch folder, so nothing the run writes (.hypothesis, .benchmarks) lands where the
@@ -132,18 +186,35 @@ def run(args: argparse.Namespace, extra: Sequence[str]) -> tuple[int, list[dict[
         return code, (outcomes(junit) if junit.exists() else [])
 
 
+def _is_test_path(arg: str) -> bool:
+    """An argument after ``--`` that names tests of the suite (``spec/conformance/test_x.py::test_y``)."""
+    return arg.startswith(("spec/conformance", "conformance/", "conformance:"))
+
+
+def _as_suite_path(arg: str) -> str:
+    return arg if arg.startswith("spec/") else "spec/" + arg
+
+
 def main(argv: Sequence[str] | None = None, prog: str = "batchfeed conform") -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     extra: list[str] = []
     if "--" in argv:
         argv, extra = argv[:argv.index("--")], argv[argv.index("--") + 1:]
     args = build_parser(prog).parse_args(argv)
+    if args.loader.partition(":")[0].split(".")[0] == "spec":
+        print(f"{prog}: {args.loader}: a loader in a package named 'spec' clashes with the suite's own spec/ "
+              "(from a clone, run pytest spec/conformance --loader=... instead)", file=sys.stderr)
+        return 2
+    missing = missing_dependencies()
+    if missing:
+        print(f"{prog}: needs {', '.join(missing)}, not installed: {INSTALL}", file=sys.stderr)
+        return 2
     code, rows = run(args, extra)
     counts = Counter(r["outcome"] for r in rows)
     print(f"{prog}: {args.loader}: " + ", ".join(f"{counts.get(o, 0)} {o}" for o in OUTCOMES)
-          + f" -> exit {code}" + (" (conforms)" if code == 0 else ""), file=sys.stderr)
+          + f" -> exit {code}: {verdict(code, rows)}", file=sys.stderr)
     if args.report is not None and rows:
-        args.report.write_text(render(args.loader, rows, versions(args.loader), args.report))
+        args.report.write_text(render(args.loader, rows, versions(args.loader), args.report, code))
         print(f"wrote {args.report}", file=sys.stderr)
     return code
 
