@@ -34,10 +34,12 @@ ENV_NAME = re.compile(r"py(\d)(\d+)-torch(\d)(\d+)$")
 
 def test_id(classname: str, name: str) -> str:
     """pytest's id of a JUnit testcase: the longest dotted prefix of classname that is a file."""
+    if not classname:  # a module skipped whole: pytest names the module, dotted, as the test
+        classname, name = name, ""
     parts = classname.split(".")
     for k in range(len(parts), 0, -1):
         if (ROOT / Path(*parts[:k])).with_suffix(".py").is_file():
-            return "::".join(["/".join(parts[:k]) + ".py", *parts[k:], name])
+            return "::".join(["/".join(parts[:k]) + ".py", *parts[k:], *([name] if name else [])])
     return f"{classname}::{name}"
 
 
@@ -114,6 +116,8 @@ def block(envs: dict[str, dict]) -> str:
     lines += table(envs, differing(envs, True), "conformance")
     lines += ["### Other spec tests whose outcome differs", ""]
     lines += table(envs, differing(envs, False), "other")
+    lines += ["Why each outcome differs (torch, Python, or the machine's load): "
+              "[docs/tox.md](tox.md#what-failed-and-why).", ""]
     return "\n".join(lines + [END]) + "\n"
 
 
