@@ -318,10 +318,13 @@ class LoaderUnderTest:
         try:
             return self.factory(dataset, **kwargs)
         except TypeError as exc:
+            note = (f"batchfeed: if {self.spec} does not support one of {sorted(kwargs)} or "
+                    f"{type(dataset).__name__}, declare it in its deviations file "
+                    "('unsupported: <feature>  # reason', --loader-deviations)")
             if hasattr(exc, "add_note"):
-                exc.add_note(f"batchfeed: if {self.spec} does not support one of {sorted(kwargs)} or "
-                             f"{type(dataset).__name__}, declare it in its deviations file "
-                             "('unsupported: <feature>  # reason', --loader-deviations)")
+                exc.add_note(note)
+            else:  # Python 3.10: PEP 678's attribute itself, which pytest prints there too
+                exc.__notes__ = [*getattr(exc, "__notes__", []), note]
             raise
 
 
