@@ -273,6 +273,33 @@ def test_measure_epochs_keeps_every_clock_of_every_epoch():
     assert m.clock == "cpu" and len(m.seconds) == len(m.cpu_seconds) == 3 and m.best == min(m.cpu_seconds)
 
 
+def test_a_step_clock_rates_the_median_full_batch_step():
+    """clock='step': an epoch is samples / batch_size steps at the median step's CPU time; a few slow steps do not move it."""
+    m = Measurement("training", "dataloader", "DataLoader", 96, 3, 16, "cpu", 0, 96, [1.0], cpu_seconds=[1.0],
+                    step_cpu_seconds=[0.01, 0.02, 0.01, 0.9, 0.01], clock="step")
+    assert m.best == pytest.approx(0.01 * 96 / 16) and m.samples_per_s == pytest.approx(16 / 0.01)
+
+
+def test_paired_steps_train_every_rival_on_every_sample_step_by_step(monkeypatch):
+    """measure_paired_steps: each epoch trains both loops on all N samples, one step of each in turn (the order
+    alternating), keeping one CPU time per full-batch step of the timed epochs; refused off the CPU and for epochs < 1."""
+    from batchfeed import paired
+
+    calls = []
+    real = paired.update
+    monkeypatch.setattr(paired, "update", lambda model, *a, **k: calls.append(id(model)) or real(model, *a, **k))
+    rows = paired.measure_paired_steps(throughput.make_data(100, 3), 32, epochs=2, warmup=1)
+    assert list(rows) == ["dataloader", "permute_slice"]
+    for m in rows.values():
+        assert m.samples == 100 and m.clock == "step" and len(m.seconds) == len(m.cpu_seconds) == 2
+        assert len(m.step_cpu_seconds) == 2 * 3, "3 full batches of 32 in 100 samples, 2 timed epochs"
+    first, second = calls[0], calls[1]
+    assert first != second and calls[:8] == [first, second, second, first, first, second, second, first]
+    assert len(calls) == 3 * 4 * 2, "3 epochs (1 warm-up) of 4 steps for each of 2 loops"
+    with pytest.raises(ValueError, match="epochs must be a positive integer"):
+        paired.measure_paired_steps(throughput.make_data(100, 3), 32, epochs=0)
+
+
 def test_worker_epochs_takes_rounds_until_clean(monkeypatch):
     """worker_epochs interleaves 0 and 2 workers; past `rounds` it goes on, up to max_rounds, while one has no clean epoch."""
     from batchfeed import PairDataset, make_seed_data, workers

@@ -260,7 +260,8 @@ def _c13(f: Figures) -> tuple[str, str]:
     text = (
         f"{int(f['steps'])} training steps each got the sampler's next batch ({int(f['out_of_order'])} out of order); "
         f"the tutorial's training loop (N={int(f['n'])}, F=3, B={int(f['batch_size'])}) fed by torch's DataLoader "
-        f"ran {step:.0%} of the steps per CPU second of the same loop fed by permuting once and slicing (same run); "
+        f"ran {step:.0%} of the steps per CPU second of the same loop fed by permuting once and slicing (median "
+        f"step, the two loops stepping in turn); "
         f"the feed alone, without the model: DataLoader {feed:.1%} of the permute-and-slice bound "
         f"({f['permute_slice_samples_per_s'] / 1e6:.1f} M samples/s)"
     )
@@ -363,8 +364,8 @@ CLAIMS: dict[str, Claim] = {c.id: c for c in [
            "disturbed"), _c12, (CPU_WAIT,)),
     Claim("C13", "Feeds data to the model sequentially & efficiently each training step.",
           "sequential = every step's batch is the sampler's next B indices; efficiency, in the tutorial's words "
-          "(each training step) = steps per CPU second (the loop's thread; best of 5 interleaved epochs) of the "
-          "tutorial's training loop fed by torch's DataLoader over the same loop fed by permuting once and slicing, "
+          "(each training step) = steps per CPU second (the loop's thread; the median step of 5 epochs run step by "
+          "step side by side, one step of each loop in turn) of the tutorial's training loop fed by torch's DataLoader over the same loop fed by permuting once and slicing, "
           "same run. Refuted if not sequential; holds if >= 0.5 (saying so when the feed alone, without the model, "
           "is < 0.5 of the permute-and-slice bound); holds only when per-sample work dominates if < 0.5; undecided "
           "(disturbed run) when DataLoader measured faster than the bound",

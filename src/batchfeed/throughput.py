@@ -14,7 +14,7 @@ One epoch of batches is fed by each *rival* on the same data and batch size:
 
 :func:`measure_epochs` times them side by side (rounds interleaved, so drift hits every
 rival alike) and returns :class:`Measurement` rows; the same with the tutorial's training
-loop fed three ways (:data:`TRAINING_RIVALS`). The benchmarks in spec/bench, the C13 claim
+loop fed three ways (:data:`TRAINING_RIVALS`), or step by step (:mod:`batchfeed.paired`). The benchmarks in spec/bench, the C13 claim
 test and ``batchfeed bench`` all call these; the ratio table is printed by
 :mod:`batchfeed.bench`, the targets are checked by :mod:`batchfeed.targets`.
 
@@ -24,6 +24,7 @@ result. On CUDA every timed epoch ends with ``torch.cuda.synchronize``.
 
 from __future__ import annotations
 
+import statistics
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -39,18 +40,9 @@ from .machine import cpu_name, cpu_wait
 from .training import make_model, train
 
 __all__ = [
-    "BenchData",
-    "Measurement",
-    "RIVALS",
-    "TRAINING_RIVALS",
-    "device_name",
-    "epoch_function",
-    "make_data",
-    "measure_epochs",
-    "seeded_generator",
-    "synchronize",
-    "timed",
-    "training_epoch_function",
+    "BenchData", "Measurement", "RIVALS", "TRAINING_RIVALS", "device_name", "epoch_function",
+    "make_data", "measure_epochs", "training_parts", "seeded_generator", "synchronize", "timed",
+    "training_epoch_function"
 ]
 
 #: Epoch rivals: key -> label, in table order.
@@ -238,6 +230,20 @@ def training_epoch_function(rival: str, data: BenchData, batch_size: int = 32, *
     The loop is the tutorial's, verbatim; only the iterable it reads changes. Returns the
     samples trained on.
     """
+    model, optimizer, batches = training_parts(rival, data, batch_size, lr=lr, seed=seed)
+    dev = data.device
+
+    def train_epoch() -> int:
+        # batchfeed's one training loop, as it trains everywhere else; no evaluation, no finiteness
+        # check (a check reads the loss back from the device at every step)
+        h = train(model, batches, epochs=1, optimizer=optimizer, device=dev, check_finite=False)
+        return h.samples_per_epoch[0]
+    return train_epoch
+
+
+def training_parts(rival: str, data: BenchData, batch_size: int, *, lr: float,
+                    seed: int) -> tuple[torch.nn.Module, torch.optim.Optimizer, Callable[[int], Iterable]]:
+    """The tutorial's model and SGD, and ``batches(epoch)``, the iterable ``rival`` feeds them."""
     if rival not in TRAINING_RIVALS:
         raise ValueError(f"unknown training rival {rival!r}; known: {', '.join(TRAINING_RIVALS)}")
     dev = data.device
@@ -254,13 +260,7 @@ def training_epoch_function(rival: str, data: BenchData, batch_size: int = 32, *
 
         def batches(_epoch: int) -> Iterable:
             return loader
-
-    def train_epoch() -> int:
-        # batchfeed's one training loop, as it trains everywhere else; no evaluation, no finiteness
-        # check (a check reads the loss back from the device at every step)
-        h = train(model, batches, epochs=1, optimizer=optimizer, device=dev, check_finite=False)
-        return h.samples_per_epoch[0]
-    return train_epoch
+    return model, optimizer, batches
 
 
 # --- measuring ---------------------------------------------------------------------------------
@@ -293,10 +293,15 @@ class Measurement:
     #: (:func:`batchfeed.machine.cpu_wait`; empty where the OS does not say).
     cpu_seconds: list[float] = field(default_factory=list)
     cpu_wait: list[float] = field(default_factory=list)
+    #: batchfeed.paired only: CPU seconds of every timed full-batch step (fetch and update).
+    step_cpu_seconds: list[float] = field(default_factory=list)
     clock: str = "wall"
 
     @property
     def best(self) -> float:
+        """Shortest epoch by ``clock`` (wall, cpu); ``"step"``: samples / batch_size median steps."""
+        if self.clock == "step":
+            return statistics.median(self.step_cpu_seconds) * self.samples / self.batch_size
         return min(self.cpu_seconds if self.clock == "cpu" else self.seconds)
 
     @property
